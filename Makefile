@@ -1,0 +1,28 @@
+# The README's two commands. Both create .venv on a fresh machine and install everything.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= quick
+
+.PHONY: test book venv clean-book
+
+venv: $(STAMP)
+
+# torch first, pinned to the CPU wheel this machine carries, so that nothing pulls a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[book,dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+book: $(STAMP)
+	$(PY) -m handssca book --profile $(PROFILE)
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,25 @@
+"""The state space model of the paper's Section 3.3, from Eq. 1-3 to the selective scan.
+
+This subpackage depends on torch only.
+
+Glossary (variable name -> paper symbol):
+
+======================  ======================================================================
+``u``                   the input sequence x(t) / x_i of Eq. 1-2, laid out (batch, D, L)
+``delta``               the step size Delta of Eq. 2-3, one per channel and step: (batch, D, L)
+``A``                   the state matrix A (diagonal, real): (D, N)
+``B``, ``C``            the input and output projections B, C, selective: (batch, N, L) or
+                        grouped (batch, G, N, L)
+``D``                   the skip term D of Eq. 1: (D,)
+``z``                   Mamba's gate: y * SiLU(z) when given, (batch, D, L)
+``N``                   the state size (d_state, 16 in HandSSCA)
+``D`` (as a size)       the number of independent channels scanned (d_inner = 512 spatially,
+                        W = 32 in the channel branch)
+``L``                   the sequence length (H*W = 1024 spatially; 512*H = 16384 in the channel
+                        branch)
+======================  ======================================================================
+"""
+from .scan import selective_scan, available_backends
+from .cross_scan import cross_scan, cross_merge, SCAN_ORDERS
+
+__all__ = ["selective_scan", "available_backends", "cross_scan", "cross_merge", "SCAN_ORDERS"]

@@ -1,0 +1,173 @@
+"""The selective scan (S6) of Eq. 2-3, with mamba-ssm's ``selective_scan_fn`` call signature.
+
+Semantics (Mamba, Gu & Dao 2023, Algorithm 2; the paper's Eq. 2-3 with the first-order B-bar):
+
+    delta' = softplus(delta + delta_bias)          (each optional)
+    h_t    = exp(delta'_t A) * h_{t-1} + delta'_t B_t u_t      # A-bar exact (ZOH), B-bar Eq. 3
+    y_t    = C_t . h_t + D u_t
+    out    = y * SiLU(z)                           (when z is given)
+
+Backends:
+
+``reference``
+    the recurrence, one step at a time, written from the equations. For teaching and as the
+    test oracle. Slow: a Python loop over L.
+``mamba``
+    mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
+    tensors and mamba-ssm is installed.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def _check_inputs(u, delta, A, B, C, D, z, delta_bias):
+    """Validate shapes against mamba-ssm's contract; raise ValueError naming what was expected."""
+    if u.dim() != 3:
+        raise ValueError(f"u must be (batch, D, L), got shape {tuple(u.shape)}")
+    b, d, l = u.shape
+    if delta.shape != u.shape:
+        raise ValueError(f"delta must be (batch, D, L) = {tuple(u.shape)}, got {tuple(delta.shape)}")
+    if A.dim() != 2 or A.shape[0] != d:
+        raise ValueError(f"A must be (D, N) with D = {d}, got {tuple(A.shape)}")
+    if A.is_complex():
+        raise ValueError("complex A is not supported: HandSSCA uses the real (S4D-real) A")
+    n = A.shape[1]
+    for name, m in (("B", B), ("C", C)):
+        if m.dim() == 3:
+            if m.shape != (b, n, l):
+                raise ValueError(f"{name} must be (batch, N, L) = {(b, n, l)}, got {tuple(m.shape)}")
+        elif m.dim() == 4:
+            g = m.shape[1]
+            if m.shape[0] != b or m.shape[2:] != (n, l) or g == 0 or d % g:
+                raise ValueError(
+                    f"grouped {name} must be (batch, G, N, L) = ({b}, G, {n}, {l}) with G dividing "
+                    f"D = {d}, got {tuple(m.shape)}")
+        else:
+            raise ValueError(
+                f"{name} must be (batch, N, L) or (batch, G, N, L), got {tuple(m.shape)}")
+    if D is not None and D.shape != (d,):
+        raise ValueError(f"D must be (D,) = ({d},), got {tuple(D.shape)}")
+    if z is not None and z.shape != u.shape:
+        raise ValueError(f"z must be (batch, D, L) = {tuple(u.shape)}, got {tuple(z.shape)}")
+    if delta_bias is not None and delta_bias.shape != (d,):
+        raise ValueError(f"delta_bias must be (D,) = ({d},), got {tuple(delta_bias.shape)}")
+
+
+def _compute_dtype(u: Tensor) -> torch.dtype:
+    # mamba-ssm computes in fp32 whatever the input; we keep fp64 when given fp64 so the
+    # equivalence tests can hold to 1e-10.
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
+def _expand_groups(m: Tensor, d: int) -> Tensor:
+    """(batch, N, L) -> (batch, 1, N, L); (batch, G, N, L) -> (batch, D, N, L) by repetition."""
+    if m.dim() == 3:
+        return m.unsqueeze(1)
+    g = m.shape[1]
+    return m.repeat_interleave(d // g, dim=1)
+
+
+def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                             delta_softplus=False, return_last_state=False):
+    """The sequential recurrence of Eq. 2 with the B-bar of Eq. 3, one step at a time.
+
+    Shapes: u, delta, z (batch, D, L); A (D, N); B, C (batch, N, L) or (batch, G, N, L);
+    D, delta_bias (D,). Returns out (batch, D, L), and h_L (batch, D, N) when
+    ``return_last_state``.
+    """
+    dtype_in = u.dtype
+    cd = _compute_dtype(u)
+    u, delta, A = u.to(cd), delta.to(cd), A.to(cd)
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(cd)[:, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    b, d, l = u.shape
+    Bx = _expand_groups(B.to(cd), d)  # (batch, 1 or D, N, L)
+    Cx = _expand_groups(C.to(cd), d)
+    h = u.new_zeros(b, d, A.shape[1])  # h_0 = 0, (batch, D, N)
+    ys = []
+    # unbind (not indexing in the loop): its backward is one stack, so the backward stays
+    # linear in L; indexing a full-length tensor L times makes it quadratic.
+    for u_t, dt_t, B_t, C_t in zip(u.unbind(-1), delta.unbind(-1), Bx.unbind(-1), Cx.unbind(-1)):
+        A_bar = torch.exp(dt_t[:, :, None] * A)            # Eq. 2: A-bar = exp(Delta A)
+        Bu_bar = dt_t[:, :, None] * B_t * u_t[:, :, None]  # Eq. 3: B-bar x = Delta B x
+        h = A_bar * h + Bu_bar                             # h_i = A-bar h_{i-1} + B-bar x_i
+        ys.append((h * C_t).sum(-1))                       # y_i = C h_i
+    y = torch.stack(ys, dim=-1)  # (batch, D, L)
+    if D is not None:
+        y = y + D.to(cd)[:, None] * u                      # + D x_i
+    if z is not None:
+        y = y * F.silu(z.to(cd))
+    y = y.to(dtype_in)
+    return (y, h) if return_last_state else y
+
+
+def _mamba_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                   delta_softplus=False, return_last_state=False):
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except Exception as exc:  # ImportError, or its CUDA extension failing to load
+        raise RuntimeError(
+            "the 'mamba' scan backend needs mamba-ssm with its compiled CUDA kernels "
+            "(pip install --no-build-isolation -e '.[cuda]' on a CUDA machine)") from exc
+    return selective_scan_fn(u, delta, A, B.contiguous(), C.contiguous(), D, z, delta_bias,
+                             delta_softplus, return_last_state)
+
+
+_BACKENDS: Dict[str, Callable] = {
+    "reference": selective_scan_reference,
+    "mamba": _mamba_backend,
+}
+_DEFAULT_CPU = "reference"
+
+
+def _mamba_available() -> bool:
+    try:
+        import mamba_ssm.ops.selective_scan_interface  # noqa: F401
+        return True
+    except Exception:
+        return False
+
+
+def available_backends(device: Optional[torch.device] = None) -> list:
+    """Names of the backends that can run here (``mamba`` only on CUDA with mamba-ssm)."""
+    names = [k for k in _BACKENDS if k != "mamba"]
+    if torch.cuda.is_available() and _mamba_available():
+        names.append("mamba")
+    return names
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                   return_last_state=False, backend: Optional[str] = None):
+    """Selective scan with mamba-ssm's ``selective_scan_fn`` signature (Eq. 2-3; Mamba Alg. 2).
+
+    Args:
+        u: (batch, D, L) input x.
+        delta: (batch, D, L) step sizes Delta (before bias and softplus).
+        A: (D, N) real state matrix (diagonal per channel).
+        B, C: (batch, N, L) or grouped (batch, G, N, L), selective projections.
+        D: optional (D,) skip.
+        z: optional (batch, D, L) gate; the output is multiplied by SiLU(z).
+        delta_bias: optional (D,) added to delta.
+        delta_softplus: apply softplus to delta (+ bias).
+        return_last_state: also return h_L, (batch, D, N).
+        backend: ``None`` (automatic: ``mamba`` on CUDA when installed, else the fast
+            pure-PyTorch backend), or one of :func:`available_backends`.
+
+    Returns:
+        out (batch, D, L) in u's dtype; with ``return_last_state``, (out, h_L).
+    """
+    _check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    if backend is None:
+        backend = "mamba" if (u.is_cuda and _mamba_available()) else _DEFAULT_CPU
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; expected one of {sorted(_BACKENDS)}")
+    return _BACKENDS[backend](u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                              return_last_state)
