@@ -1,0 +1,71 @@
+"""Benchmarks: ``python -m handssca bench WHAT``. Each prints its figures and writes them, with
+the hardware they were measured on, to a JSON file (default ``_build/bench/WHAT.json``).
+
+Speed and memory targets are measured here, never by timed tests.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+#: what -> module defining ``add_arguments(parser)`` and ``run(args) -> int``
+BENCHMARKS = {
+    "scan": "handssca.bench.scan",
+    "model": "handssca.bench.model",
+    "synth": "handssca.bench.synth",
+}
+
+
+def hardware_info() -> dict:
+    """The machine a figure was measured on: CPU model, core count, torch version and threads, GPU."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json_atomic(path, payload: dict) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+    os.replace(tmp, path)
+    return path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
+
+
+def run(args) -> int:
+    module = importlib.import_module(BENCHMARKS[args.what])
+    p = argparse.ArgumentParser(prog=f"python -m handssca bench {args.what}")
+    module.add_arguments(p)
+    return int(module.run(p.parse_args(args.rest)) or 0)

@@ -1,0 +1,94 @@
+"""Rotation representations used by MANO and the regressor.
+
+- axis-angle (..., 3): MANO's pose parameters theta (Eq. 4's theta is 16 of these, 48 values).
+- rotation matrices (..., 3, 3).
+- the continuous 6D representation of Zhou et al. (CVPR 2019): the first two columns of R,
+  flattened row by row, (..., 6); the MANO head predicts 16 of these (96 values) and
+  Gram-Schmidt turns them into matrices (architecture spec, "MANO head").
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def axis_angle_to_matrix(aa: Tensor) -> Tensor:
+    """Rodrigues' formula. aa (..., 3) -> R (..., 3, 3); exact at the identity (aa = 0)."""
+    theta2 = (aa * aa).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+    theta = torch.sqrt(theta2.clamp_min(1e-30))
+    small = theta2 < 1e-8
+    # sin(t)/t and (1-cos t)/t^2, with their Taylor series near 0
+    a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-30))
+    x, y, z = aa.unbind(-1)
+    zero = torch.zeros_like(x)
+    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
+    eye = torch.eye(3, dtype=aa.dtype, device=aa.device).expand_as(K)
+    return eye + a * K + b * (K @ K)
+
+
+def matrix_to_quaternion(R: Tensor) -> Tensor:
+    """R (..., 3, 3) -> unit quaternion (..., 4) as (w, x, y, z) with w >= 0 (Shepperd's method)."""
+    m = R
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    # four candidate (unnormalised) quaternions; the one with the largest norm is stable
+    q_abs = torch.sqrt(torch.stack([
+        1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22,
+    ], -1).clamp_min(0))
+    cands = torch.stack([
+        torch.stack([q_abs[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2],
+                     m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
+        torch.stack([m[..., 2, 1] - m[..., 1, 2], q_abs[..., 1] ** 2,
+                     m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0]], -1),
+        torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1],
+                     q_abs[..., 2] ** 2, m[..., 2, 1] + m[..., 1, 2]], -1),
+        torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 2, 0] + m[..., 0, 2],
+                     m[..., 2, 1] + m[..., 1, 2], q_abs[..., 3] ** 2], -1),
+    ], -2)  # (..., 4, 4)
+    cands = cands / (2.0 * q_abs[..., None].clamp_min(0.1))
+    best = q_abs.argmax(-1)
+    q = torch.gather(cands, -2, best[..., None, None].expand(best.shape + (1, 4))).squeeze(-2)
+    q = F.normalize(q, dim=-1)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_axis_angle(q: Tensor) -> Tensor:
+    """Unit quaternion (..., 4) (w, x, y, z) -> axis-angle (..., 3), angle in [0, pi]."""
+    q = torch.where(q[..., :1] < 0, -q, q)
+    v = q[..., 1:]
+    s = v.norm(dim=-1, keepdim=True)
+    half = torch.atan2(s, q[..., :1])  # in [0, pi/2]
+    angle = 2 * half
+    small = s < 1e-6
+    # angle / sin(angle/2), with its series near 0 (= 2 + angle^2 / 12)
+    factor = torch.where(small, 2 + angle * angle / 12, angle / torch.sin(half).clamp_min(1e-12))
+    return v * factor
+
+
+def matrix_to_axis_angle(R: Tensor) -> Tensor:
+    """R (..., 3, 3) -> axis-angle (..., 3), stable near 0 and near pi (through quaternions)."""
+    return quaternion_to_axis_angle(matrix_to_quaternion(R))
+
+
+def rot6d_to_matrix(x: Tensor) -> Tensor:
+    """Zhou et al.'s 6D representation -> rotation matrix by Gram-Schmidt.
+
+    Args:
+        x: (..., 6), read as a (3, 2) matrix whose columns a1, a2 are the first two columns of R.
+
+    Returns:
+        (..., 3, 3) with columns b1 = a1/|a1|, b2 = normalised a2 - (b1.a2) b1, b3 = b1 x b2.
+    """
+    m = x.reshape(x.shape[:-1] + (3, 2))
+    a1, a2 = m[..., 0], m[..., 1]
+    b1 = F.normalize(a1, dim=-1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-1)
+
+
+def matrix_to_rot6d(R: Tensor) -> Tensor:
+    """Rotation matrix (..., 3, 3) -> 6D (..., 6): its first two columns, row by row."""
+    return R[..., :, :2].reshape(R.shape[:-2] + (6,))
