@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build_model": ("handssca.models", "build_model"),
+    "resolve_profile": ("handssca.engine.profiles", "resolve_profile"),
 }
 
 
@@ -29,4 +30,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'handssca' has no attribute {name!r}")
 
 
-__all__ = ["build_model", "__version__"]
+__all__ = ["build_model", "resolve_profile", "__version__"]

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
+
+from handssca.utils import write_json_atomic  # noqa: F401  (re-exported for benchmarks)
 
 #: what -> module defining ``add_arguments(parser)`` and ``run(args) -> int``
 BENCHMARKS = {
@@ -46,17 +46,6 @@ def hardware_info() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
-
-
-def write_json_atomic(path, payload: dict) -> Path:
-    """Write ``payload`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,155 @@
+"""Small shared utilities: atomic writes, progress bars, provenance, project paths.
+
+Everything the user has is written atomically (a temporary file in the same folder, then
+``os.replace``), so a killed run never leaves a half-written checkpoint, result or dataset file.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+#: set by the book runner (and CI): progress bars off, nothing interactive.
+NONINTERACTIVE_ENV = "HANDSSCA_NONINTERACTIVE"
+
+
+# ----------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path, suffix: str = ".tmp"):
+    """Yield a temporary path next to ``path``; on success rename it over ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(path, payload: Any, indent: int = 2) -> Path:
+    """Write ``payload`` as JSON to ``path`` atomically (numpy scalars/arrays converted)."""
+    return write_text_atomic(path, json.dumps(payload, indent=indent, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+# ----------------------------------------------------------------------------- progress bars
+def interactive() -> bool:
+    """True when a person is watching: a terminal or a live notebook, and not the book build."""
+    if os.environ.get(NONINTERACTIVE_ENV, "") not in ("", "0"):
+        return False
+    if os.environ.get("PAPERMILL_EXECUTION") or "papermill" in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+        if get_ipython() is not None:
+            return True
+    except ImportError:
+        pass
+    return sys.stderr.isatty()
+
+
+def progress(iterable: Optional[Iterable] = None, **kwargs):
+    """A ``tqdm.auto`` progress bar that is off when nobody watches (book build, CI, logs)."""
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("disable", not interactive())
+    kwargs.setdefault("dynamic_ncols", True)
+    return tqdm(iterable, **kwargs)
+
+
+# ----------------------------------------------------------------------------- provenance
+def repo_root() -> Path:
+    """The project folder: ``$HANDSSCA_HOME``, else the nearest parent holding ``_config.yml``
+    and ``handssca/``, else the folder above the installed package."""
+    env = os.environ.get("HANDSSCA_HOME")
+    if env:
+        return Path(env).resolve()
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for p in (start, *start.parents):
+            if (p / "_config.yml").exists() and (p / "handssca").is_dir():
+                return p
+    return Path(__file__).resolve().parent.parent
+
+
+def git_commit(root: Optional[Path] = None) -> str:
+    """The current commit (with ``+dirty`` when the work tree has changes), or ``unknown``."""
+    root = root or repo_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_info() -> dict:
+    """Versions and hardware for provenance records: python, torch, device, CPU, cores."""
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.is_available()
+        info["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def build_dir() -> Path:
+    """Where builds, benchmark and result files go: ``$HANDSSCA_BUILD_DIR``, else ``_build/``."""
+    env = os.environ.get("HANDSSCA_BUILD_DIR")
+    return Path(env).resolve() if env else repo_root() / "_build"
+
+
+def results_dir() -> Path:
+    """Result files of this build's chapters (JSON with provenance): ``<build>/results``."""
+    return build_dir() / "results"
