@@ -17,11 +17,15 @@ Tensor = torch.Tensor
 def axis_angle_to_matrix(aa: Tensor) -> Tensor:
     """Rodrigues' formula. aa (..., 3) -> R (..., 3, 3); exact at the identity (aa = 0)."""
     theta2 = (aa * aa).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
-    theta = torch.sqrt(theta2.clamp_min(1e-30))
     small = theta2 < 1e-8
+    # The closed forms are evaluated on a safe copy (1 where the angle is small) so that their
+    # backward pass never sees 0/0: torch.where passes a zero gradient to the branch it does not
+    # pick, but 0 * nan is still nan.
+    theta2_safe = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = torch.sqrt(theta2_safe)
     # sin(t)/t and (1-cos t)/t^2, with their Taylor series near 0
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp_min(1e-30))
+    b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2_safe)
     x, y, z = aa.unbind(-1)
     zero = torch.zeros_like(x)
     K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(aa.shape[:-1] + (3, 3))
@@ -34,9 +38,13 @@ def matrix_to_quaternion(R: Tensor) -> Tensor:
     m = R
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     # four candidate (unnormalised) quaternions; the one with the largest norm is stable
-    q_abs = torch.sqrt(torch.stack([
+    sq = torch.stack([
         1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22,
-    ], -1).clamp_min(0))
+    ], -1)
+    # sqrt(max(sq, 0)) with a finite gradient: sqrt'(0) is infinite, so zero candidates (those of
+    # the identity, for one) take the square root of a safe 1 and are then set to 0.
+    pos = sq > 0
+    q_abs = torch.where(pos, torch.sqrt(torch.where(pos, sq, torch.ones_like(sq))), torch.zeros_like(sq))
     cands = torch.stack([
         torch.stack([q_abs[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2],
                      m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1),
@@ -58,12 +66,14 @@ def quaternion_to_axis_angle(q: Tensor) -> Tensor:
     """Unit quaternion (..., 4) (w, x, y, z) -> axis-angle (..., 3), angle in [0, pi]."""
     q = torch.where(q[..., :1] < 0, -q, q)
     v = q[..., 1:]
-    s = v.norm(dim=-1, keepdim=True)
+    s2 = (v * v).sum(-1, keepdim=True)
+    small = s2 < 1e-12
+    # |v| on a safe copy: the gradient of a norm at the zero vector is 0/0
+    s = torch.sqrt(torch.where(small, torch.ones_like(s2), s2))
     half = torch.atan2(s, q[..., :1])  # in [0, pi/2]
-    angle = 2 * half
-    small = s < 1e-6
-    # angle / sin(angle/2), with its series near 0 (= 2 + angle^2 / 12)
-    factor = torch.where(small, 2 + angle * angle / 12, angle / torch.sin(half).clamp_min(1e-12))
+    # angle / sin(angle/2) = 2 half / sin(half), with its series near 0: 2 asin(|v|)/|v| =
+    # 2 + |v|^2/3 + ... for a unit quaternion, where sin(half) = |v|
+    factor = torch.where(small, 2 + s2 / 3, 2 * half / torch.sin(half))
     return v * factor
 
 
