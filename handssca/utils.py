@@ -83,8 +83,13 @@ def interactive() -> bool:
 
 
 def progress(iterable: Optional[Iterable] = None, **kwargs):
-    """A ``tqdm.auto`` progress bar that is off when nobody watches (book build, CI, logs)."""
-    from tqdm.auto import tqdm
+    """A ``tqdm`` progress bar (a widget in a notebook when ipywidgets is installed, text
+    otherwise) that is off when nobody watches (book build, CI, logs)."""
+    try:  # a notebook widget where widgets can render, a text bar otherwise
+        import ipywidgets  # noqa: F401
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
 
     kwargs.setdefault("disable", not interactive())
     kwargs.setdefault("dynamic_ncols", True)

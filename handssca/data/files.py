@@ -1,0 +1,142 @@
+"""Reading the datasets' annotation files: JSON arrays (cached), YAML, HO3D's pickles.
+
+Nothing is ever written into a dataset folder. Large JSON annotation files (FreiHAND's
+``training_verts.json`` is about 1.5 GB of text) are parsed once and kept as ``.npy`` files in the
+cache folder (``$HANDSSCA_CACHE_DIR/data`` or ``~/.cache/handssca/data``), named by the file's
+absolute path, size and modification time, and memory-mapped afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .common import CorruptSampleError
+
+#: JSON files at least this large are cached as .npy (smaller ones are simply parsed).
+CACHE_MIN_BYTES = 16 * 2**20
+
+
+def cache_folder(cache_dir=None) -> Path:
+    """The data cache: ``cache_dir``, else ``$HANDSSCA_CACHE_DIR/data``, else ``~/.cache/handssca/data``."""
+    from handssca.hand.mano_file import resolve_cache_dir
+    return Path(cache_dir).expanduser() if cache_dir is not None else resolve_cache_dir() / "data"
+
+
+def file_key(path) -> str:
+    """A short digest of a file's absolute path, size and modification time."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def load_json_list(path, item_shape: Sequence[int], *, cache_dir=None, use_cache: bool = True
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """A JSON list of equally shaped numeric entries as one float32 array, and which entries are bad.
+
+    Args:
+        path: the JSON file (a list of N entries, each of ``item_shape`` once flattened).
+        item_shape: the shape of one entry, e.g. (21, 3); () for scalars.
+        cache_dir: where to keep the parsed array (default :func:`cache_folder`).
+        use_cache: False parses every time and writes nothing.
+
+    Returns:
+        (array (N, *item_shape) float32 (entries that could not be read are NaN), bad (N,) bool).
+
+    Raises:
+        ValueError: the file is not JSON or not a list (the whole file is unusable).
+    """
+    path = Path(path)
+    item_shape = tuple(int(s) for s in item_shape)
+    cached = None
+    if use_cache and path.stat().st_size >= CACHE_MIN_BYTES:
+        cached = cache_folder(cache_dir) / "json" / f"{path.stem}-{file_key(path)}.npy"
+        if cached.exists():
+            arr = np.load(cached, mmap_mode="r")
+            if arr.shape[1:] == item_shape:
+                return arr, ~np.isfinite(arr.reshape(len(arr), -1)).all(1)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of entries of shape {item_shape}, got {type(data).__name__}")
+    n = len(data)
+    out = np.full((n,) + item_shape, np.nan, dtype=np.float32)
+    size = int(np.prod(item_shape)) if item_shape else 1
+    try:  # fast path: every entry well formed
+        arr = np.asarray(data, dtype=np.float32).reshape((n,) + item_shape)
+        out[:] = arr
+    except (TypeError, ValueError):
+        for i, entry in enumerate(data):
+            try:
+                a = np.asarray(entry, dtype=np.float32)
+            except (TypeError, ValueError):
+                continue
+            if a.size == size:
+                out[i] = a.reshape(item_shape)
+    del data
+    bad = ~np.isfinite(out.reshape(n, -1)).all(1) if n else np.zeros(0, bool)
+    if cached is not None:
+        from handssca.utils import atomic_path
+        with atomic_path(cached, suffix=".npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, out)
+        out = np.load(cached, mmap_mode="r")
+    return out, bad
+
+
+def load_yaml(path) -> dict:
+    """A YAML file as a dict (raises CorruptSampleError when it cannot be read)."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as e:
+        raise CorruptSampleError(f"{path}: unreadable YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise CorruptSampleError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def load_pickle(path) -> dict:
+    """One HO3D ``meta/*.pkl`` (a Python-2 pickle of a dict of numpy arrays, read as latin-1).
+
+    Read with the restricted unpickler of :mod:`handssca.hand.mano_file` (numpy arrays and plain
+    Python values only: a pickle can otherwise run arbitrary code).
+
+    Raises:
+        CorruptSampleError: unreadable, or not a dict.
+    """
+    from handssca.hand.mano_file import RestrictedUnpickler
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        data = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise CorruptSampleError(f"{path}: unreadable pickle ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise CorruptSampleError(f"{path}: expected a pickled dict, got {type(data).__name__}")
+    return data
+
+
+def load_npz(path, keys: Sequence[str]) -> dict:
+    """Some arrays of an ``.npz`` (raises CorruptSampleError when unreadable or a key is missing)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.asarray(z[k]) for k in keys}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise CorruptSampleError(f"{path}: unreadable or incomplete npz ({type(e).__name__}: {e})") from None
+    except Exception as e:  # noqa: BLE001 - zipfile.BadZipFile and friends
+        raise CorruptSampleError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+
+
+def listdir_sorted(path) -> list[str]:
+    """Names in a folder, sorted (as the DexYCB toolkit lists sequences)."""
+    return sorted(os.listdir(path))
