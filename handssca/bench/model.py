@@ -1,0 +1,167 @@
+"""``python -m handssca bench model``: forward times of the network and of its parts.
+
+Measures, under ``torch.inference_mode`` and after warm-up, the median of several runs of:
+
+- the trunk: ResNet-50 + reduced FPN, image I -> F, one 256 x 256 image;
+- the attention blocks on F (1 x 256 x 32 x 32): SSCA, SSA, Self-Attention;
+- the whole network (SSCA), one image, and images per second at batch 1 and 8.
+
+The figures are taken in interleaved rounds (each forward once per round), and the ratios to
+the trunk are medians of per-round ratios, so that other work on a shared machine weighs on all
+figures alike; ``--threads 1`` steadies them further where the cores are shared.
+
+Targets it reports against: the SSCA block's forward no slower than the trunk's
+(SSCA/trunk <= 1), and the whole network at most 1.5 x the trunk (whole/trunk <= 1.5).
+Figures and the hardware go to ``--out`` (default ``_build/bench/model.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+from ..utils import build_dir, git_commit
+from . import hardware_info, write_json_atomic
+
+TARGETS = {"ssca_over_trunk": 1.0, "whole_over_trunk": 1.5}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
+                     warmup: Dict[str, int], repeats: Dict[str, int]) -> Dict[str, List[float]]:
+    """Wall times in seconds of each ``fns[key]()``, measured in rounds: every round runs each
+    function once (those with fewer ``repeats[key]`` drop out of later rounds), after
+    ``warmup[key]`` untimed runs of each, under ``torch.inference_mode``. Interleaving makes a load from elsewhere on a
+    shared machine fall on all figures alike, so their ratios stay meaningful."""
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    with torch.inference_mode():
+        for key, fn in fns.items():
+            for _ in range(warmup[key]):
+                fn()
+        _sync(device)
+        for r in range(max(repeats.values())):
+            for key, fn in fns.items():
+                if r >= repeats[key]:
+                    continue
+                t0 = time.perf_counter()
+                fn()
+                _sync(device)
+                times[key].append(time.perf_counter() - t0)
+    return times
+
+
+def _summary(ts: List[float]) -> Dict:
+    return {"median_s": statistics.median(ts), "min_s": min(ts), "max_s": max(ts),
+            "runs": len(ts)}
+
+
+def _paired_ratio(a: List[float], b: List[float]) -> float:
+    """Median over rounds of a[r] / b[r] (both measured in the same round)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=None,
+                        help="JSON output file (default: _build/bench/model.json)")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer runs (1 warm-up, 3 timed; batch 8 with 2 timed)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per figure")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up runs per figure")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--scan-backend", default=None,
+                        help="selective-scan backend (default: automatic)")
+    parser.add_argument("--input-size", type=int, default=256, help="input side S (default 256)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's own choice); 1 gives steadier "
+                             "figures on a machine shared with other work")
+
+
+def run(args) -> int:
+    from ..hand import load_hand_model
+    from ..models import build_attention, build_model
+
+    device = torch.device(args.device)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
+    repeats = args.repeats if args.repeats is not None else (3 if args.quick else 10)
+    repeats8 = max(2, repeats // 3) if args.quick else max(3, repeats // 2)
+    s = args.input_size
+    torch.manual_seed(0)
+    hand_model = load_hand_model()
+    model = build_model("ssca", s, hand_model=hand_model,
+                        scan_backend=args.scan_backend).to(device).eval()
+    cfg = model.config
+    x1 = torch.randn(1, 3, s, s, device=device)
+    x8 = torch.randn(8, 3, s, s, device=device)
+    with torch.inference_mode():
+        feats = model.backbone(x1)
+
+    blocks = {"ssca": model.attention}
+    for kind in ("ssa", "self_attention"):
+        blocks[kind] = build_attention(kind, cfg.C, cfg.H, cfg.W, cfg.channel_select, cfg.N,
+                                       cfg.expand, cfg.dt_rank, cfg.d_conv,
+                                       scan_backend=args.scan_backend).to(device).eval()
+    fns = {"trunk": lambda: model.backbone(x1)}
+    for kind, block in blocks.items():
+        fns[f"block_{kind}"] = lambda b=block: b(feats)
+    fns["whole_b1"] = lambda: model(x1)
+    fns["whole_b8"] = lambda: model(x8)
+    counts = {k: (repeats8 if k == "whole_b8" else repeats) for k in fns}
+    warmups = {k: (min(warmup, 1) if k == "whole_b8" else warmup) for k in fns}
+    times = time_interleaved(fns, device, warmups, counts)
+    results = {k: _summary(v) for k, v in times.items()}
+
+    ratios = {f"{k}_over_trunk": _paired_ratio(times[f"block_{k}"], times["trunk"])
+              for k in blocks}
+    ratios["whole_over_trunk"] = _paired_ratio(times["whole_b1"], times["trunk"])
+    ratios["whole_b8_per_image_over_trunk"] = _paired_ratio(
+        [t / 8 for t in times["whole_b8"]], times["trunk"])
+    throughput = {"images_per_s_b1": 1.0 / results["whole_b1"]["median_s"],
+                  "images_per_s_b8": 8.0 / results["whole_b8"]["median_s"]}
+    met = {k: ratios[k] <= v for k, v in TARGETS.items()}
+
+    hw = hardware_info()
+    print(f"bench model: input {s} x {s}, device {device}, scan backend "
+          f"{args.scan_backend or 'automatic'}, torch threads {hw['torch_threads']}, "
+          f"{warmup} warm-up + {repeats} interleaved rounds (batch 8: {repeats8}); "
+          "'/ trunk' is the median of per-round ratios")
+    print(f"{'forward':<34}{'median ms':>11}{'min ms':>9}{'/ trunk':>9}")
+    labels = [("trunk", "ResNet-50 + FPN (I -> F)"), ("block_ssca", "SSCA block (F -> H)"),
+              ("block_ssa", "SSA block"), ("block_self_attention", "Self-Attention block"),
+              ("whole_b1", "whole network, batch 1"), ("whole_b8", "whole network, batch 8")]
+    ratio_of = {"trunk": 1.0, "block_ssca": ratios["ssca_over_trunk"],
+                "block_ssa": ratios["ssa_over_trunk"],
+                "block_self_attention": ratios["self_attention_over_trunk"],
+                "whole_b1": ratios["whole_over_trunk"],
+                "whole_b8": 8 * ratios["whole_b8_per_image_over_trunk"]}
+    for key, label in labels:
+        r = results[key]
+        print(f"{label:<34}{r['median_s'] * 1e3:>11.1f}{r['min_s'] * 1e3:>9.1f}"
+              f"{ratio_of[key]:>9.2f}")
+    print(f"images/s: batch 1 {throughput['images_per_s_b1']:.2f}, "
+          f"batch 8 {throughput['images_per_s_b8']:.2f}")
+    print(f"SSCA block / trunk = {ratios['ssca_over_trunk']:.2f} (target <= "
+          f"{TARGETS['ssca_over_trunk']}: {'met' if met['ssca_over_trunk'] else 'NOT met'}); "
+          f"whole / trunk = {ratios['whole_over_trunk']:.2f} (target <= "
+          f"{TARGETS['whole_over_trunk']}: {'met' if met['whole_over_trunk'] else 'NOT met'})")
+    payload = {"benchmark": "model", "input_size": s, "device": str(device),
+               "scan_backend": args.scan_backend, "warmup": warmup, "repeats": repeats,
+               "repeats_batch8": repeats8, "quick": bool(args.quick), "times": results,
+               "ratios": ratios, "throughput": throughput, "targets": TARGETS,
+               "targets_met": met, "hand_model": getattr(hand_model, "kind", None),
+               "hardware": hw, "commit": git_commit()}
+    out = args.out or (build_dir() / "bench" / "model.json")
+    path = write_json_atomic(out, payload)
+    print(f"wrote {path}")
+    return 0

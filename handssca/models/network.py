@@ -1,0 +1,270 @@
+"""HandSSCA assembled (the paper's Fig. 2) and :func:`build_model`.
+
+I (B, 3, S, S) -> backbone (ResNet-50 + reduced FPN) -> F (B, C, S/8, S/8) -> attention
+(the SSCA block, or a Table 6 variant) -> H (B, C, S/8, S/8) -> heatmap head -> HM, 2D joints
+-> encoder -> 1024 vector -> MANO head -> theta (48), beta (10) -> MANO layer -> V (778 x 3),
+J (21 x 3).
+
+Input images are float RGB, (B, 3, S, S), normalised with ImageNet's mean and standard
+deviation (:data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`; :func:`normalise` does it from [0, 1]
+floats or uint8), as torchvision's ImageNet weights expect. S is 256 (HO3D, DexYCB) or 224
+(FreiHAND); any multiple of 32 from 128 up builds.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from .backbone import Backbone
+from .regressor import NUM_JOINTS, Encoder, HeatmapHead, ManoHead
+from .ssca import ATTENTION_KINDS, CHANNEL_SELECT_MODES, build_attention, set_scan_backend
+
+Tensor = torch.Tensor
+
+#: ImageNet statistics (RGB), the normalisation torchvision's ResNet-50 weights were trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(images: Tensor) -> Tensor:
+    """RGB images -> the network's input: (x - IMAGENET_MEAN) / IMAGENET_STD per channel.
+
+    Args:
+        images: (B, 3, S, S) or (3, S, S), either float in [0, 1] or uint8 in [0, 255].
+
+    Returns:
+        float32 (or the input's float dtype) tensor of the same shape.
+    """
+    if images.dim() not in (3, 4) or images.shape[-3] != 3:
+        raise ValueError(f"expected RGB images of shape (B, 3, S, S) or (3, S, S), "
+                         f"got {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    elif not images.is_floating_point():
+        raise ValueError(f"expected float images in [0, 1] or uint8, got dtype {images.dtype}")
+    mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images - mean) / std
+
+
+@dataclass
+class HandSSCAConfig:
+    """Everything that fixes the network's shapes; ``build_model(**dataclasses.asdict(cfg))``
+    rebuilds it. Field names use the paper's letters where it has them.
+
+    Attributes:
+        attention: the module between F and H: "ssca" (the paper's), "ssa", "self_attention"
+            or "none" (the FPN baseline); Table 6.
+        input_size: S, the side of the square input crop (256; FreiHAND 224).
+        channel_select: "code" (the authors' channel branch, W as the SSM channel axis) or
+            "paper" (our literal reading of Section 3.3, see :class:`~.ssca.ChannelSelect`).
+        scan_backend: the selective-scan backend (None: automatic), see
+            :func:`handssca.ssm.selective_scan`.
+        C: channels of F and H (256).
+        N: the SSM state size (d_state, 16).
+        expand: SS2D's expansion (d_inner = expand * C = 512).
+        dt_rank: rank of the Delta projection (16 = ceil(C / 16)).
+        d_conv: kernel of SS2D's depthwise conv (3).
+        hourglass_depth: depth of the heatmap head's hourglass (2).
+        drop_path: stochastic depth of the SSCA block's residual (0).
+        fingertips: fingertip vertices of the 21 output joints ("manopth": 745, 317, 444, 556,
+            673, thumb..pinky).
+    """
+
+    attention: str = "ssca"
+    input_size: int = 256
+    channel_select: str = "code"
+    scan_backend: Optional[str] = None
+    C: int = 256
+    N: int = 16
+    expand: int = 2
+    dt_rank: int = 16
+    d_conv: int = 3
+    hourglass_depth: int = 2
+    drop_path: float = 0.0
+    fingertips: str = "manopth"
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        if self.channel_select not in CHANNEL_SELECT_MODES:
+            raise ValueError(f"channel_select must be one of {CHANNEL_SELECT_MODES}, "
+                             f"got {self.channel_select!r}")
+        if (not isinstance(self.input_size, int) or self.input_size < 128
+                or self.input_size % 32):
+            raise ValueError(f"input_size must be a multiple of 32, at least 128 (256, or 224 "
+                             f"for FreiHAND), got {self.input_size!r}")
+
+    @property
+    def H(self) -> int:
+        """Height of F, H and the heatmaps: S / 8."""
+        return self.input_size // 8
+
+    @property
+    def W(self) -> int:
+        """Width of F, H and the heatmaps (the channel branch's SSM channel count): S / 8."""
+        return self.input_size // 8
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable fields (``dataclasses.asdict``)."""
+        return dataclasses.asdict(self)
+
+
+def make_parts(config: HandSSCAConfig) -> Dict[str, nn.Module]:
+    """The network's learnable parts for ``config``: backbone, attention, heatmap_head, encoder,
+    mano_head (the MANO layer, which has no parameters, is added by :class:`HandSSCA`)."""
+    enc = Encoder(config.C, NUM_JOINTS)
+    return {
+        "backbone": Backbone(config.C),
+        "attention": build_attention(
+            config.attention, config.C, config.H, config.W, config.channel_select, config.N,
+            config.expand, config.dt_rank, config.d_conv, config.drop_path, config.scan_backend),
+        "heatmap_head": HeatmapHead(config.C, NUM_JOINTS, config.hourglass_depth),
+        "encoder": enc,
+        "mano_head": ManoHead(enc.out_features),
+    }
+
+
+class HandSSCA(nn.Module):
+    """The whole network of Fig. 2: image I -> heatmaps, 2D joints, theta, beta, V, J.
+
+    Attributes: ``config`` (:class:`HandSSCAConfig`), ``backbone``, ``attention`` (the block
+    between F and H), ``heatmap_head``, ``encoder``, ``mano_head``, ``hand_layer`` (the MANO
+    layer, no parameters), ``hand_model`` (the ``smplx.MANO`` it wraps; ``.faces``).
+
+    The MANO layer's buffers are left out of :meth:`state_dict` and ignored when loading one:
+    a checkpoint holds only the learned weights (and never redistributes MANO's data).
+    """
+
+    def __init__(self, config: HandSSCAConfig, hand_model):
+        super().__init__()
+        from ..hand import HandLayer  # imported here: models depends on hand, not the reverse
+
+        self.config = config
+        for name, module in make_parts(config).items():
+            self.add_module(name, module)
+        self.hand_layer = HandLayer(hand_model, fingertips=config.fingertips)
+        object.__setattr__(self, "hand_model", hand_model)  # not a submodule: no double entry
+        self.register_state_dict_post_hook(_drop_hand_layer_state)
+        self.register_load_state_dict_pre_hook(_ignore_hand_layer_state)
+        self.register_load_state_dict_post_hook(_forgive_missing_hand_layer_state)
+
+    @property
+    def input_size(self) -> int:
+        """S, the side of the square input crop."""
+        return self.config.input_size
+
+    @property
+    def faces(self):
+        """The mesh's triangles, (1538, 3) vertex indices (from the hand model)."""
+        return self.hand_model.faces
+
+    def check_images(self, images: Tensor) -> None:
+        """Raise ValueError unless ``images`` is a float (B, 3, S, S) tensor, S = input_size."""
+        s = self.config.input_size
+        if (not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3
+                or tuple(images.shape[2:]) != (s, s) or not images.is_floating_point()):
+            got = (f"{tuple(images.shape)} {images.dtype}" if isinstance(images, Tensor)
+                   else type(images).__name__)
+            raise ValueError(f"expected images of shape (B, 3, {s}, {s}) float (normalised with "
+                             f"ImageNet mean/std), got {got}")
+
+    def forward(self, images: Tensor) -> Dict[str, Tensor]:
+        """Run the network.
+
+        Args:
+            images: I, (B, 3, S, S) float, ImageNet-normalised (:func:`normalise`).
+
+        Returns:
+            dict with
+            "features" F (B, C, S/8, S/8), the FPN map before attention;
+            "attended" H (B, C, S/8, S/8), after the attention block;
+            "heatmaps" HM (B, 21, S/8, S/8), the heatmap scores the encoder reads;
+            "heatmap_probs" (B, 21, S/8, S/8), their spatial softmax;
+            "joints2d" (B, 21, 2), normalised uv in [0, 1] of the crop (F order);
+            "rotmats" (B, 16, 3, 3), "pose" theta (B, 48) axis-angle (flat_hand_mean=False),
+            "shape" beta (B, 10);
+            "vertices" V (B, 778, 3), "joints" J (B, 21, 3), F order, metres, MANO canonical frame.
+        """
+        self.check_images(images)
+        f = self.backbone(images)
+        h = self.attention(f)
+        head = self.heatmap_head(h)
+        mano = self.mano_head(self.encoder(head["heatmaps"], head["head_features"]))
+        hand = self.hand_layer(mano["pose"], mano["shape"])
+        return {
+            "features": f,
+            "attended": h,
+            "heatmaps": head["heatmaps"],
+            "heatmap_probs": head["heatmap_probs"],
+            "joints2d": head["joints2d"],
+            "rotmats": mano["rotmats"],
+            "pose": mano["pose"],
+            "shape": mano["shape"],
+            "vertices": hand["vertices"],
+            "joints": hand["joints"],
+        }
+
+    def compute_loss(self, predictions: Dict[str, Tensor], targets: Dict[str, Tensor],
+                     weights=None) -> Dict[str, Tensor]:
+        """The loss of Eq. 4 with this model's MANO layer; see :func:`~.loss.handssca_loss`."""
+        from .loss import handssca_loss
+
+        return handssca_loss(predictions, targets, self.hand_layer, weights)
+
+    def set_scan_backend(self, backend: Optional[str]) -> None:
+        """Select the selective-scan backend of the attention block (None: automatic)."""
+        set_scan_backend(self, backend)
+        self.config.scan_backend = backend
+
+
+def _is_hand_layer_key(key: str, prefix: str = "") -> bool:
+    return key.startswith(prefix + "hand_layer.")
+
+
+def _drop_hand_layer_state(module, state_dict, prefix, local_metadata):
+    for k in [k for k in state_dict if _is_hand_layer_key(k, prefix)]:
+        del state_dict[k]
+
+
+def _ignore_hand_layer_state(module, state_dict, prefix, local_metadata, strict, missing_keys,
+                             unexpected_keys, error_msgs):
+    # a state dict that does carry MANO buffers must not overwrite the hand model in use
+    for k in [k for k in state_dict if _is_hand_layer_key(k, prefix)]:
+        del state_dict[k]
+
+
+def _forgive_missing_hand_layer_state(module, incompatible_keys):
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if "hand_layer." not in k]
+
+
+def build_model(attention: str = "ssca", input_size: int = 256, hand_model=None,
+                scan_backend: Optional[str] = None, channel_select: str = "code",
+                **config) -> HandSSCA:
+    """Build HandSSCA (or one of Table 6's variants).
+
+    Args:
+        attention: "ssca" (default), "ssa", "self_attention" or "none".
+        input_size: S; F, H and the heatmaps are S/8 x S/8 (256 -> 32, FreiHAND's 224 -> 28),
+            and so is W, the channel branch's SSM channel count.
+        hand_model: a ``smplx.MANO`` from :func:`handssca.hand.load_hand_model` (None: load it).
+        scan_backend: selective-scan backend of the SSM (None: automatic).
+        channel_select: "code" or "paper" (see :class:`HandSSCAConfig`).
+        **config: the other fields of :class:`HandSSCAConfig` (``build_model(**cfg.to_dict())``
+            rebuilds a model from its config).
+
+    Returns:
+        a :class:`HandSSCA` in training mode.
+    """
+    cfg = HandSSCAConfig(attention=attention, input_size=input_size, scan_backend=scan_backend,
+                         channel_select=channel_select, **config)
+    if hand_model is None:
+        from ..hand import load_hand_model
+
+        hand_model = load_hand_model()
+    return HandSSCA(cfg, hand_model)
