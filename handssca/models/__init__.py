@@ -27,7 +27,7 @@ alpha_*              ``LossWeights``: the weights of Eq. 4
 This package never imports :mod:`handssca.data`, :mod:`handssca.engine` or :mod:`handssca.viz`.
 """
 from .backbone import Backbone, ReducedFPN, ResNet50, load_imagenet_weights
-from .info import parameter_table
+from .info import format_table, parameter_table, trace_shapes
 from .loss import LossWeights, handssca_loss
 from .network import (IMAGENET_MEAN, IMAGENET_STD, HandSSCA, HandSSCAConfig, build_model,
                       normalise)
@@ -35,6 +35,7 @@ from .ssca import (ATTENTION_KINDS, CHANNEL_SELECT_MODES, SSCABlock, SelfAttenti
                    build_attention, no_weight_decay_names)
 
 __all__ = [
+    "trace_shapes", "format_table",
     "build_model", "HandSSCA", "HandSSCAConfig", "handssca_loss", "LossWeights",
     "load_imagenet_weights", "parameter_table", "normalise", "IMAGENET_MEAN", "IMAGENET_STD",
     "Backbone", "ResNet50", "ReducedFPN", "SSCABlock", "SelfAttention", "build_attention",

@@ -89,6 +89,62 @@ def parameter_table(model: Optional[HandSSCA] = None, attention: str = "ssca",
     return rows
 
 
+#: the modules whose outputs :func:`trace_shapes` records, in the order data flows (Fig. 2)
+TRACE_POINTS = (
+    ("backbone.resnet.layer1", "C2: ResNet-50 layer1"),
+    ("backbone.resnet.layer2", "C3: ResNet-50 layer2"),
+    ("backbone.resnet.layer3", "C4: ResNet-50 layer3"),
+    ("backbone.resnet.layer4", "C5: ResNet-50 layer4"),
+    ("backbone", "F: FPN, P2 smoothed and pooled"),
+    ("attention", "H: after the attention block"),
+    ("heatmap_head", "heatmap head"),
+    ("encoder", "encoder (flattened)"),
+    ("mano_head", "MANO head"),
+    ("hand_layer", "hand layer"),
+)
+
+
+def _shapes(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return {"": tuple(out.shape)}
+    if isinstance(out, dict):
+        return {k: tuple(v.shape) for k, v in out.items() if isinstance(v, torch.Tensor)}
+    if isinstance(out, (tuple, list)):
+        return {str(i): tuple(v.shape) for i, v in enumerate(out) if isinstance(v, torch.Tensor)}
+    return {}
+
+
+def trace_shapes(model: HandSSCA, images) -> List[dict]:
+    """Run ``model`` once on ``images`` (B, 3, S, S) and record the output shape of each stage
+    of the paper's Fig. 2 (:data:`TRACE_POINTS`), with forward hooks.
+
+    Returns:
+        a list of {"stage", "module", "output", "shape"} in the order the data flows.
+    """
+    import torch
+
+    names = dict(model.named_modules())
+    rows, handles = [], []
+    for name, label in TRACE_POINTS:
+        if name not in names:
+            continue
+
+        def hook(mod, inp, out, name=name, label=label):
+            for key, shape in _shapes(out).items():
+                rows.append({"stage": label, "module": name, "output": key, "shape": shape})
+
+        handles.append(names[name].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in handles:
+            h.remove()
+    return rows
+
+
 def format_table(rows: List[dict]) -> str:
     """The rows of :func:`parameter_table` as a plain-text table."""
     width = max(len(r["part"]) + 2 * r["level"] for r in rows)
