@@ -18,8 +18,17 @@ Glossary (variable name -> paper symbol):
 ``L``                   the sequence length (H*W = 1024 spatially; 512*H = 16384 in the channel
                         branch)
 ======================  ======================================================================
+
+Modules: :mod:`~handssca.ssm.discretise` (Eq. 1-3: zero-order hold, the first-order B-bar, the
+recurrent and convolutional views of an LTI SSM), :mod:`~handssca.ssm.scan` (the selective scan
+and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend),
+:mod:`~handssca.ssm.cross_scan` (the four scan orders over a plane).
 """
 from .scan import selective_scan, available_backends
 from .cross_scan import cross_scan, cross_merge, SCAN_ORDERS
+from .discretise import (discretise, zoh, zoh_diagonal, first_order, ssm_kernel, run_recurrent,
+                         run_convolutional)
 
-__all__ = ["selective_scan", "available_backends", "cross_scan", "cross_merge", "SCAN_ORDERS"]
+__all__ = ["selective_scan", "available_backends", "cross_scan", "cross_merge", "SCAN_ORDERS",
+           "discretise", "zoh", "zoh_diagonal", "first_order", "ssm_kernel", "run_recurrent",
+           "run_convolutional"]

@@ -12,16 +12,23 @@ Backends:
 ``reference``
     the recurrence, one step at a time, written from the equations. For teaching and as the
     test oracle. Slow: a Python loop over L.
+``chunked``
+    the same recurrence as a two-level chunked scan in pure PyTorch, with a backward that
+    recomputes states block by block (:mod:`handssca.ssm.chunked_scan`): exact, memory bounded
+    by a block, 10-20x faster than ``reference`` on a CPU. The default off CUDA.
 ``mamba``
     mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
     tensors and mamba-ssm is installed.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable, Dict, Optional
 
 import torch
 import torch.nn.functional as F
+
+from .chunked_scan import selective_scan_chunked
 
 Tensor = torch.Tensor
 
@@ -111,6 +118,10 @@ def selective_scan_reference(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
 def _mamba_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                    delta_softplus=False, return_last_state=False):
+    """mamba-ssm's ``selective_scan_fn`` (its CUDA kernel); same contract as the others."""
+    if not u.is_cuda:
+        raise ValueError("the 'mamba' scan backend runs on CUDA tensors only; "
+                         f"got u on {u.device}")
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
     except Exception as exc:  # ImportError, or its CUDA extension failing to load
@@ -123,11 +134,15 @@ def _mamba_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 
 _BACKENDS: Dict[str, Callable] = {
     "reference": selective_scan_reference,
+    "chunked": selective_scan_chunked,
     "mamba": _mamba_backend,
 }
-_DEFAULT_CPU = "reference"
+# The chunked scan equals the reference (tests/test_ssm_chunked.py) and is an order of magnitude
+# faster; the reference stays the oracle and the teaching version.
+_DEFAULT_CPU = "chunked"
 
 
+@functools.lru_cache(maxsize=None)
 def _mamba_available() -> bool:
     try:
         import mamba_ssm.ops.selective_scan_interface  # noqa: F401
@@ -137,9 +152,11 @@ def _mamba_available() -> bool:
 
 
 def available_backends(device: Optional[torch.device] = None) -> list:
-    """Names of the backends that can run here (``mamba`` only on CUDA with mamba-ssm)."""
+    """Names of the backends that can run here, or on ``device`` when given (``mamba`` only on
+    CUDA with mamba-ssm installed; asking never imports mamba-ssm on a machine without CUDA)."""
     names = [k for k in _BACKENDS if k != "mamba"]
-    if torch.cuda.is_available() and _mamba_available():
+    on_cuda = device is None or torch.device(device).type == "cuda"
+    if on_cuda and torch.cuda.is_available() and _mamba_available():
         names.append("mamba")
     return names
 
