@@ -19,6 +19,7 @@ BENCHMARKS = {
     "scan": "handssca.bench.scan",
     "model": "handssca.bench.model",
     "synth": "handssca.bench.synth",
+    "cost": "handssca.bench.cost",
 }
 
 
