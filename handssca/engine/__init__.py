@@ -1,0 +1,56 @@
+"""Train, evaluate, predict: the one engine behind the command line and the book's chapters.
+
+The chapters contain no training code of their own; they call these functions:
+
+=================================  ==========================================================
+:func:`train`                      train (or reuse the finished run of the same configuration;
+                                   resume an interrupted one) -> :class:`~.trainer.RunSummary`
+:func:`evaluate`                   the dataset's official protocol on a run, ``metrics.json``
+                                   with provenance, the submission file, the mean-pose baseline
+:func:`predict`                    mesh (OBJ, PLY), joints and MANO parameters (JSON) and an
+                                   overlay (PNG) for images
+:func:`mean_pose_baseline`         "always predict the training set's mean pose", same protocol
+:func:`load_run`                   a run's network, configuration, log and metrics
+:func:`run_log`                    a run's per-epoch log as a table (:class:`~.runlog.RunLog`)
+:func:`resolve_profile`            a profile (smoke, quick, paper), as the CLI resolves it
+:func:`training_config`            a profile's training settings for a dataset
+=================================  ==========================================================
+
+Command line: ``python -m handssca train|evaluate|predict ...`` (:mod:`.cli_train`,
+:mod:`.cli_evaluate`, :mod:`.cli_predict`).
+
+Modules: :mod:`.trainer` (the loop), :mod:`.checkpoint` (safetensors + JSON, strict loading),
+:mod:`.randomness` (seeds from (seed, epoch)), :mod:`.datasets` (real or synthetic data),
+:mod:`.factory` (the network, or the same network on a light backbone for CPU profiles),
+:mod:`.runtime` (device, bf16, channels-last, compile), :mod:`.runlog`, :mod:`.runs`,
+:mod:`.evaluation`, :mod:`.prediction`, :mod:`.profiles`.
+
+Heavy modules load on first use, so ``import handssca.engine`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .profiles import (available_profiles, resolve_profile, synthetic_settings,
+                       training_config)
+
+_LAZY = {
+    "train": "trainer", "RunSummary": "trainer", "RunConfigMismatchError": "trainer",
+    "evaluate": "evaluation", "mean_pose_baseline": "evaluation",
+    "predict": "prediction",
+    "load_run": "runs", "Run": "runs", "run_log": "runs",
+    "RunLog": "runlog",
+    "CheckpointMismatchError": "checkpoint", "load_weights": "checkpoint",
+    "ModelSpec": "factory", "make_model": "factory", "LightBackbone": "factory",
+    "resolve_data": "datasets",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(list(_LAZY) + ["resolve_profile", "training_config", "synthetic_settings",
+                                "available_profiles"])

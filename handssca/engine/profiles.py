@@ -70,3 +70,90 @@ def resolve_profile(name: str, overrides: Optional[dict] = None) -> Profile:
         data = _merge(data, overrides)
     data.setdefault("name", path.stem)
     return Profile(data)
+
+
+#: the datasets the engine trains and evaluates on (their styles name the synthetic data too)
+DATASETS = ("freihand", "ho3d", "dexycb")
+
+#: keys of a resolved training section, and what each must be
+_TRAIN_KEYS = {
+    "input_size": int, "model": dict, "backbone": dict, "optimizer": dict, "batch_size": int,
+    "epochs": int, "lr_step": dict, "loss_weights": dict, "val_fraction": float,
+    "max_val_samples": int, "num_workers": int, "amp": str, "channels_last": bool,
+    "compile": bool, "grad_clip": float, "cpu_threads": int, "init_mean_hand": bool,
+}
+
+
+def check_dataset(dataset: str) -> str:
+    """Return ``dataset`` lower-cased, or raise ValueError naming the known datasets."""
+    if not isinstance(dataset, str) or dataset.lower() not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    return dataset.lower()
+
+
+def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> Dict[str, Any]:
+    """The training settings of ``profile`` for ``dataset``: ``train.common`` with
+    ``train.<dataset>`` and then ``overrides`` merged over it.
+
+    Args:
+        profile: a :class:`Profile` or a profile name (see :func:`resolve_profile`).
+        dataset: "freihand", "ho3d" or "dexycb".
+        overrides: a nested dict merged last (e.g. ``{"epochs": 3, "optimizer": {"lr": 3e-4}}``).
+
+    Returns:
+        a plain dict with the keys of ``_TRAIN_KEYS`` (validated: a missing or unknown key, or a
+        value of the wrong type, raises ValueError naming it and the profile).
+    """
+    prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    dataset = check_dataset(dataset)
+    section = prof.section("train")
+    cfg = _merge(section.get("common") or {}, section.get(dataset) or {})
+    if overrides:
+        cfg = _merge(cfg, overrides)
+    where = f"profile {prof.get('name')!r}, train.{dataset}"
+    unknown = sorted(set(cfg) - set(_TRAIN_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown training setting {unknown[0]!r}; expected "
+                         f"{sorted(_TRAIN_KEYS)}")
+    for key, typ in _TRAIN_KEYS.items():
+        if key not in cfg:
+            raise ValueError(f"{where}: missing training setting {key!r}")
+        value = cfg[key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            cfg[key] = value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: {key} must be {typ.__name__}, got {value!r}")
+    for key in ("batch_size", "epochs", "input_size"):
+        if cfg[key] < 1:
+            raise ValueError(f"{where}: {key} must be positive, got {cfg[key]}")
+    if not 0.0 <= cfg["val_fraction"] < 1.0:
+        raise ValueError(f"{where}: val_fraction must be in [0, 1), got {cfg['val_fraction']}")
+    if cfg["amp"] not in ("bf16", "none"):
+        raise ValueError(f"{where}: amp must be 'bf16' or 'none', got {cfg['amp']!r}")
+    step = cfg["lr_step"]
+    if set(step) != {"every", "gamma"} or int(step["every"]) < 1 or not 0 < float(step["gamma"]) <= 1:
+        raise ValueError(f"{where}: lr_step must be {{every: >= 1 epochs, gamma: in (0, 1]}}, "
+                         f"got {step!r}")
+    opt = cfg["optimizer"]
+    if opt.get("name", "adam") != "adam" or float(opt.get("lr", 0)) <= 0:
+        raise ValueError(f"{where}: optimizer must be {{name: adam, lr: > 0, ...}}, got {opt!r}")
+    return cfg
+
+
+def synthetic_settings(profile, dataset: str) -> Dict[str, int]:
+    """The arguments of :func:`handssca.data.synth.generate` for ``dataset``'s style in
+    ``profile``: {"n": ...} and, for FreiHAND, {"n_eval": ...} (see the profiles' comments for
+    what ``n`` counts in each style)."""
+    prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
+    dataset = check_dataset(dataset)
+    node = prof.section("synthetic", dataset)
+    allowed = {"n", "n_eval"} if dataset == "freihand" else {"n"}
+    bad = sorted(set(node) - allowed)
+    if bad or "n" not in node:
+        raise ValueError(f"profile {prof.get('name')!r}: synthetic.{dataset} must give "
+                         f"{sorted(allowed)} (positive integers), got {dict(node)!r}")
+    out = {k: int(node[k]) for k in sorted(node)}
+    if min(out.values()) < 1:
+        raise ValueError(f"profile {prof.get('name')!r}: synthetic.{dataset} counts must be "
+                         f"positive, got {out}")
+    return out
