@@ -9,6 +9,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -128,3 +129,26 @@ def test_navigation_reaches_every_chapter(browser):
         ".map(a => a.href);")
     for page in _pages()[1:]:
         assert any(h.split("#")[0].endswith(page) for h in hrefs), f"no navigation link to {page}"
+
+
+@pytest.mark.browser
+def test_tables_chapter_shows_every_paper_number(browser):
+    # every number of the paper's Tables 1-6, formatted as the tables format it, inside the
+    # rendered table of chapter 09 whose caption names that table
+    from handssca.report import format_value, paper_numbers
+
+    driver, base = browser
+    _open(driver, base + "notebooks/09_tables.html")
+    texts = driver.execute_script(
+        "return Array.from(document.querySelectorAll('table'))"
+        ".filter(t => t.caption).map(t => [t.caption.innerText, t.innerText]);")
+    by_table = {}
+    for caption, text in texts:
+        m = re.match(r"Table (\d) \(", caption.strip())
+        if m:
+            by_table[int(m.group(1))] = text
+    assert sorted(by_table) == [1, 2, 3, 4, 5, 6], f"tables found: {sorted(by_table)}"
+    missing = [(n.table, n.row, n.column, format_value(n.value, n.unit))
+               for n in paper_numbers()
+               if n.value is not None and format_value(n.value, n.unit) not in by_table[n.table]]
+    assert missing == [], f"paper numbers not on the page: {missing}"

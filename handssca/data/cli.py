@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="ho3d only: v2 (PNG frames, default) or v3 (JPEG frames)")
     p.add_argument("--n-eval", type=int, default=None,
                    help="freihand only: evaluation samples (default n x 3960 / 32560, at least 1)")
+    p.add_argument("--frames-per-sequence", type=int, default=None,
+                   help="ho3d only: mean frames per sequence (default 50)")
     p.add_argument("--hand", choices=("auto", "mano", "procedural"), default="auto",
                    help="hand model: the real MANO when installed (auto, default), or force one")
     p.add_argument("--overwrite", action="store_true",
@@ -42,9 +44,13 @@ def run(args) -> int:
         print("note: --version applies to --style ho3d only; ignored", file=sys.stderr)
     if args.style != "freihand" and args.n_eval is not None:
         print("note: --n-eval applies to --style freihand only; ignored", file=sys.stderr)
+    if args.style != "ho3d" and args.frames_per_sequence is not None:
+        print("note: --frames-per-sequence applies to --style ho3d only; ignored", file=sys.stderr)
     try:
         res = generate(args.style, args.out, args.n, args.seed, version=args.version,
-                       n_eval=args.n_eval if args.style == "freihand" else None, overwrite=args.overwrite,
+                       n_eval=args.n_eval if args.style == "freihand" else None,
+                       frames_per_sequence=(args.frames_per_sequence if args.style == "ho3d"
+                                            else None), overwrite=args.overwrite,
                        hand=None if args.hand == "auto" else args.hand)
     except (FileExistsError, NotADirectoryError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,8 @@ The chapters contain no training code of their own; they call these functions:
 :func:`run_log`                    a run's per-epoch log as a table (:class:`~.runlog.RunLog`)
 :func:`resolve_profile`            a profile (smoke, quick, paper), as the CLI resolves it
 :func:`training_config`            a profile's training settings for a dataset
+:func:`train_variants`             the ablations of Tables 4-6: one run per variant and seed, on
+                                   the same data; :func:`evaluate_variants` scores them
 =================================  ==========================================================
 
 Command line: ``python -m handssca train|evaluate|predict ...`` (:mod:`.cli_train`,
@@ -43,6 +45,8 @@ _LAZY = {
     "CheckpointMismatchError": "checkpoint", "load_weights": "checkpoint",
     "ModelSpec": "factory", "make_model": "factory", "LightBackbone": "factory",
     "resolve_data": "datasets",
+    "train_variants": "ablation", "evaluate_variants": "ablation", "TABLE_VARIANTS": "ablation",
+    "TABLE_DATASET": "ablation", "ablation_table": "ablation",
 }
 
 

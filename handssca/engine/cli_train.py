@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attention", default="ssca", choices=ATTENTIONS,
                         help="the block between F and H (Table 6; default ssca, the paper's)")
     parser.add_argument("--out", default=None,
-                        help="run folder (default runs/<dataset>-<data>-<attention>-<profile>-seed<S>)")
+                        help="run folder (default runs/<dataset>-<data>-<attention>-<profile>-seed<S>-<config hash>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an unfinished run in --out from its last checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -65,8 +65,12 @@ def synth_is_complete(root: Path, dataset: str, settings: dict, seed: int) -> bo
     if not info or not info.get("complete"):
         return False
     same = info.get("style") == dataset and info.get("seed") == int(seed) and info.get("n") == settings["n"]
-    if "n_eval" in settings:
-        same = same and (info.get("options") or {}).get("n_eval") == settings["n_eval"]
+    options = info.get("options") or {}
+    for key, value in settings.items():  # n_eval, frames_per_sequence, ...
+        if key != "n":
+            same = same and options.get(key) == value
+    if dataset == "ho3d" and "frames_per_sequence" not in settings:
+        same = same and "frames_per_sequence" not in options
     return bool(same)
 
 
@@ -92,7 +96,10 @@ def ensure_synthetic(dataset: str, profile_name: str, seed: int, profile=None,
     log(f"[data] no data root given: generating synthetic {dataset}-style data ({what}, seed "
         f"{seed}) into {root} (once; later runs reuse it)")
     root.parent.mkdir(parents=True, exist_ok=True)
-    synth.generate(dataset, root, seed=int(seed), **settings)
+    # the folder is the engine's own (named by style, profile and seed): synthetic data of other
+    # settings there (a profile edited since) is replaced; runs trained on it record the settings
+    # in their configuration, so they are not reused with the new data
+    synth.generate(dataset, root, seed=int(seed), overwrite=True, **settings)
     return root
 
 

@@ -144,6 +144,16 @@ def ground_truth(source: DataSource, res: Dict[str, np.ndarray]) -> Optional[Dic
     return None
 
 
+def test_split_has_ground_truth(dataset: str, root) -> bool:
+    """Whether the official test split of ``dataset`` at ``root`` can be scored here: FreiHAND's
+    and DexYCB's carry their annotations; HO-3D's evaluation split does only when its released
+    ground truth (``evaluation_xyz.json`` and ``evaluation_verts.json``) sits at the root."""
+    if dataset != "ho3d":
+        return True
+    root = Path(root)
+    return (root / "evaluation_xyz.json").exists() and (root / "evaluation_verts.json").exists()
+
+
 def protocol_metrics(dataset: str, ds, res: Dict[str, np.ndarray], joints: np.ndarray,
                      vertices: np.ndarray, gt: Dict[str, np.ndarray],
                      use_dataset_protocol: bool = True) -> Dict[str, float]:
@@ -481,7 +491,8 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
             "this split carries no ground truth here: submit the file to the dataset's server"
             if source.kind == "real" else
             "this synthetic split carries no ground truth (as the real dataset's): score the "
-            "network on the training split of other synthetic data (split 'train') instead"),
+            "network on the run's held-out training sequences (split 'val'), or on the "
+            "training split of other synthetic data (split 'train')"),
         "checkpoint": {"path": rec["weights"], "which": which, "epoch": rec.get("epoch"),
                        "weights_sha256": sha256_file(rec["weights"]), "run": str(run.path)},
         "model": {"spec": run.spec.to_dict(), "trained_on": {"dataset": run.dataset,

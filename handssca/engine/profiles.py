@@ -142,12 +142,13 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
 
 def synthetic_settings(profile, dataset: str) -> Dict[str, int]:
     """The arguments of :func:`handssca.data.synth.generate` for ``dataset``'s style in
-    ``profile``: {"n": ...} and, for FreiHAND, {"n_eval": ...} (see the profiles' comments for
+    ``profile``: {"n": ...} and, for FreiHAND, {"n_eval": ...}, for HO3D optionally
+    {"frames_per_sequence": ...} (see the profiles' comments for
     what ``n`` counts in each style)."""
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
     dataset = check_dataset(dataset)
     node = prof.section("synthetic", dataset)
-    allowed = {"n", "n_eval"} if dataset == "freihand" else {"n"}
+    allowed = {"freihand": {"n", "n_eval"}, "ho3d": {"n", "frames_per_sequence"}}.get(dataset, {"n"})
     bad = sorted(set(node) - allowed)
     if bad or "n" not in node:
         raise ValueError(f"profile {prof.get('name')!r}: synthetic.{dataset} must give "

@@ -93,12 +93,13 @@ def _check_choice(name: str, value, choices) -> None:
 
 
 def default_run_dir(dataset: str, data_kind: str, attention: str, profile: str, seed: int,
-                    overrides: Optional[dict] = None) -> Path:
-    """``runs/<dataset>-<data kind>-<attention>-<profile>-seed<seed>[-<hash of overrides>]``
-    under the project folder: the same request always lands in the same folder (and is reused)."""
-    name = f"{dataset}-{data_kind}-{attention}-{profile}-seed{seed}"
-    if overrides:
-        name += "-" + fingerprint(overrides)[:8]
+                    fp: str) -> Path:
+    """``runs/<dataset>-<data kind>-<attention>-<profile>-seed<seed>-<fingerprint>`` under the
+    project folder. The fingerprint (8 hex digits of the run's configuration, which includes the
+    data's settings and any overrides) makes the same request always land in the same folder,
+    and so be reused, while a changed configuration (an edited profile, regenerated data) gets
+    a folder of its own instead of clashing with, or overwriting, an earlier run."""
+    name = f"{dataset}-{data_kind}-{attention}-{profile}-seed{seed}-{fp[:8]}"
     return repo_root() / "runs" / name
 
 
@@ -108,6 +109,13 @@ def build_config(dataset: str, attention: str, profile: Profile, seed: int, sour
     data = {"kind": source.kind}
     # synthetic data are named by (style, profile, seed): the folder may move with the project
     data["root"] = source.root.name if source.kind == "synthetic" else str(source.root)
+    if source.kind == "synthetic":
+        from ..data.common import read_synth_info
+
+        info = read_synth_info(source.root) or {}
+        # what the data is, not only where: regenerated data of other settings is another run
+        data["synthetic"] = {k: info.get(k) for k in ("style", "seed", "n", "options",
+                                                       "generator_version")}
     return {
         "dataset": dataset, "attention": attention, "profile": profile.get("name"),
         "seed": int(seed), "data": data,
@@ -246,7 +254,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         profile: "smoke", "quick" or "paper" (or a YAML path): training settings, model size and
             synthetic counts (:func:`~.profiles.training_config`).
         attention: "ssca" (the paper's), "ssa", "self_attention" or "none" (Table 6).
-        out: the run folder; default ``runs/<dataset>-<data>-<attention>-<profile>-seed<seed>``.
+        out: the run folder; default ``runs/<dataset>-<data>-<attention>-<profile>-seed<seed>-<hash>``
+            (:func:`default_run_dir`).
         seed: seeds the model's initialisation, the validation split, every epoch's shuffling
             and augmentation, and the synthetic data.
         resume: continue an unfinished run in ``out`` from its last checkpoint (False: refuse
@@ -293,7 +302,7 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     config = build_config(dataset, attention, prof, seed, source, train_cfg, spec, hand_model)
     fp = fingerprint(config)
     out = Path(out) if out else default_run_dir(dataset, source.kind, attention, prof.get("name"),
-                                                seed, overrides)
+                                                seed, fp)
     out = out.expanduser().resolve()
     existing = _check_existing(out, config, fp)
     if existing and existing.get("status") == "complete":

@@ -4,11 +4,24 @@
   (``paper_numbers.csv``: table, caption, row, column, value, unit, note); never typed in prose.
 - :mod:`.results`: small JSON result files that carry their provenance (commit, profile, data
   kind, seeds, device), so the book can show a GPU run's numbers without re-running it.
-- :mod:`.tables`: the one function that puts the paper's numbers and ours side by side.
+- :mod:`.tables`: the one function that puts the paper's numbers and ours side by side, and the
+  formatting of every number it prints.
+- :mod:`.spread`: our variants alone, mean and spread over seeds beside the mean-pose baseline.
+- :mod:`.collect`: the result files of Tables 1-6 gathered from a folder, and the parameter
+  counts of the paper's configuration.
 """
-from .paper import COLUMN_LABELS, paper_numbers, paper_table, paper_value
+from .collect import (RESULT_FILES, TableResult, hardware_label, load_table_results,
+                      parameter_counts, results_table, runs_hardware, table_parameters,
+                      table_result)
+from .paper import (COLUMN_LABELS, VARIANT_LABELS, paper_numbers, paper_table, paper_value,
+                    table_columns)
 from .results import load_result, write_result
-from .tables import Table, compare_table
+from .spread import seed_separation, spread_table
+from .tables import Table, compare_table, format_value, paper_cells
 
-__all__ = ["COLUMN_LABELS", "paper_numbers", "paper_table", "paper_value", "load_result",
-           "write_result", "Table", "compare_table"]
+__all__ = ["COLUMN_LABELS", "VARIANT_LABELS", "paper_numbers", "paper_table", "paper_value",
+           "table_columns", "load_result",
+           "write_result", "Table", "compare_table", "format_value", "paper_cells",
+           "spread_table", "seed_separation", "RESULT_FILES", "TableResult", "hardware_label",
+           "load_table_results", "parameter_counts", "results_table", "runs_hardware",
+           "table_parameters", "table_result"]

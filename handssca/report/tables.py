@@ -2,7 +2,11 @@
 
 Rules it enforces: the paper's numbers come from :mod:`.paper` only; ours come from measured
 values passed in; a cell without a run of ours says "not run" (never a copied number); every
-table says what data, profile, seed count and hardware produced our numbers.
+table says, in its caption and its notes, what data, profile, seed count and hardware produced
+our numbers.
+
+:func:`spread_table` is its companion for our own runs alone: per variant the mean and spread
+over seeds, beside the mean-pose baseline on the same samples.
 """
 from __future__ import annotations
 
@@ -15,6 +19,15 @@ from .paper import COLUMN_LABELS, VARIANT_LABELS, paper_table, table_columns
 
 NOT_RUN = "not run"
 Number = Union[float, int]
+
+#: what a table's "ours" may come from: a dataset of synthetic images, the real dataset, or no
+#: data at all (only the network's parameter counts, or nothing run)
+OURS_DATA = ("synthetic", "real", "n/a")
+
+#: paper column -> the key of :func:`handssca.metrics.evaluate_mesh_and_joints` that holds the
+#: paper's number where the two differ: the papers' F@5/F@15 are the F-scores after the vertex
+#: Procrustes fit (data spec, section 4.4), our ``f5``/``f15`` are the unaligned ones
+PAPER_METRIC_KEYS = {"f5": "f5_aligned", "f15": "f15_aligned"}
 
 
 @dataclass
@@ -39,11 +52,16 @@ class Table:
                       for r in self.rows)
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
-        return (f'<table class="handssca-compare">{cap}<thead><tr>{th}</tr></thead>'
-                f"<tbody>{trs}</tbody></table>{notes}")
+        # wide tables (Table 3 has 22 columns) scroll sideways instead of being clipped
+        return (f'<div style="overflow-x: auto; max-width: 100%">'
+                f'<table class="handssca-compare" style="font-size: 0.85em; white-space: nowrap">'
+                f"{cap}<thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>{notes}")
 
 
-def _fmt(value: Optional[Number], unit: str) -> str:
+def format_value(value: Optional[Number], unit: str) -> str:
+    """A number as the comparison tables print it: ``%`` with one decimal and a percent sign,
+    ``M`` (millions of parameters) with two decimals below 10 and one above, ``mm`` with two
+    decimals; ``-`` for a missing value (the paper's "-")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if unit == "%":
@@ -51,6 +69,24 @@ def _fmt(value: Optional[Number], unit: str) -> str:
     if unit == "M":
         return f"{value:.2f}M" if value < 10 else f"{value:.1f}M"
     return f"{value:.2f}"
+
+
+_fmt = format_value  # the name the first version of this module used
+
+
+def paper_cells(metrics: Mapping[str, object]) -> Dict[str, object]:
+    """An evaluation's metrics (package keys, :func:`handssca.engine.evaluate`) as the paper's
+    columns: ``f5``/``f15`` take the aligned F-scores (:data:`PAPER_METRIC_KEYS`) where the dict
+    holds them, every other key is kept as it is.
+
+    Args:
+        metrics: {metric key: value or list of per-seed values}.
+    """
+    out = dict(metrics)
+    for col, key in PAPER_METRIC_KEYS.items():
+        if key in metrics:
+            out[col] = metrics[key]
+    return out
 
 
 def _ours(values, unit: str):
@@ -80,20 +116,26 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
         ours: {paper row: {column: value or list of per-seed values}} in the package's units
             (mm, fractions for F-scores/AUCs, parameter counts). For Tables 1-3 our HandSSCA
             goes under the row ``"HandSSCA (paper)"``; for 4-6 rows are the variants
-            (``none``, ``self_attention``, ``ssa``, ``ssca``).
-        data: ``"synthetic"`` or ``"real"``; profile, hardware: what produced ours.
+            (``none``, ``self_attention``, ``ssa``, ``ssca``). A row may be an evaluation's
+            metrics dict as it is: its aligned F-scores fill F@5/F@15 (:func:`paper_cells`).
+            ``params`` is the parameter count of the network (Tables 1-3) or of the attention
+            block (Table 6) in the paper's configuration: a count, the same whatever the data.
+        data: what produced the measured cells: ``"synthetic"``, ``"real"`` or ``"n/a"`` (no
+            data: only parameter counts, or nothing run); profile, hardware: what produced them.
         columns: the metric columns to show (default: all of the paper's).
 
     Returns:
         A :class:`Table` with, per column, the paper's value, ours (mean ± std over seeds) and
-        the difference ours - paper; "not run" where we have no value.
+        the difference ours - paper; "not run" where we have no value. The caption names the
+        data kind (SYNTHETIC data / real data / nothing run).
     """
-    if data not in ("synthetic", "real"):
-        raise ValueError(f"data must be 'synthetic' or 'real', got {data!r}")
+    if data not in OURS_DATA:
+        raise ValueError(f"data must be 'synthetic', 'real' or 'n/a', got {data!r}")
     paper = paper_table(table)
     unknown = set(ours) - set(paper)
     if unknown:
         raise ValueError(f"Table {table} has no rows {sorted(unknown)}; rows: {list(paper)}")
+    ours = {row: paper_cells(cells) for row, cells in ours.items()}
     cols = list(columns or table_columns(table))
     header = ["method"]
     for c in cols:
@@ -101,31 +143,52 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
         header += [f"{label} paper", f"{label} {ours_label}", f"{label} diff"]
     rows = []
     seeds = set()
+    counted = False
+    # a column's unit from any row that has it (Table 6's baseline has no #Params cell)
+    units = {c: next((cells[c].unit for cells in paper.values() if c in cells),
+                     "%" if c.startswith("f") or c.endswith("auc") else "mm") for c in cols}
     for row, cells in paper.items():
         label = VARIANT_LABELS.get(row, row)
         r = [label]
         for c in cols:
             p = cells.get(c)
-            unit = p.unit if p else ("%" if c.startswith("f") or c.endswith("auc") else "mm")
+            unit = units[c]
             pv = p.value if p else None
             o = _ours(ours.get(row, {}).get(c), unit)
-            r.append(_fmt(pv, unit))
+            r.append(format_value(pv, unit))
             if o is None:
                 r += [NOT_RUN, ""]
                 continue
             mean, std, n = o
-            seeds.add(n)
-            r.append(_fmt(mean, unit) + (f" ± {_fmt(std, unit)}" if std is not None else ""))
+            if c == "params":  # a count, not a measurement per seed
+                counted = True
+            else:
+                seeds.add(n)
+            r.append(format_value(mean, unit)
+                     + (f" ± {format_value(std, unit)}" if std is not None else ""))
             r.append("" if pv is None else
                      (f"{mean - pv:+.1f} pt" if unit == "%" else f"{mean - pv:+.2f}"))
         rows.append(r)
     name = next(n.caption for cells in paper.values() for n in cells.values())
-    caption = f"Table {table} ({name}): paper vs {ours_label}"
-    seed_txt = ", ".join(str(s) for s in sorted(seeds)) or "0"
-    kind = "SYNTHETIC data" if data == "synthetic" else "the real dataset"
-    notes = [f"'{ours_label}': {kind}, profile '{profile}', {seed_txt} seed(s) per cell, {hardware}.",
-             "'paper': the numbers printed in the paper (Jiao et al.). Other methods are quoted, "
-             "not reproduced: their 'ours' cells say 'not run'."]
+    kind = {"synthetic": "SYNTHETIC data", "real": "real data",
+            "n/a": "nothing run" + (", #Params counted" if counted else "")}[data]
+    caption = f"Table {table} ({name}): paper vs {ours_label} ({kind})"
+    notes = []
+    if seeds or data != "n/a":
+        seed_txt = ", ".join(str(s) for s in sorted(seeds)) or "0"
+        what = "SYNTHETIC data" if data == "synthetic" else "the real dataset"
+        notes.append(f"'{ours_label}': {what}, profile '{profile}', {seed_txt} seed(s) per cell, "
+                     f"{hardware}.")
+    else:
+        notes.append(f"'{ours_label}': nothing measured on data for this table"
+                     + (" (only parameter counts)." if counted else "."))
+    if counted:
+        notes.append(f"#Params '{ours_label}': counted on the network in the paper's configuration "
+                     "(ResNet-50 + FPN, S = 256, C = 256) as the package builds it; a count needs "
+                     "neither data nor training, so it is the same whatever the other columns' "
+                     "data and profile.")
+    notes.append("'paper': the numbers printed in the paper (Jiao et al.). Other methods are "
+                 "quoted, not reproduced: their 'ours' cells say 'not run'.")
     if data == "synthetic":
         notes.append("Numbers on synthetic data check the code paths and show trends; they are "
                      "not comparable with the paper's numbers on the real dataset.")

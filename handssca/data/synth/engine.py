@@ -91,7 +91,7 @@ def _writer_class(style: str):
 
 
 def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_eval: Optional[int] = None,
-             overwrite: bool = False, hand: Optional[str] = None, show_progress: Optional[bool] = None) -> SynthResult:
+             frames_per_sequence: Optional[int] = None, overwrite: bool = False, hand: Optional[str] = None, show_progress: Optional[bool] = None) -> SynthResult:
     """Render a synthetic dataset in the on-disk format of FreiHAND, HO3D or DexYCB.
 
     Args:
@@ -103,6 +103,8 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
         seed: the dataset's seed; the same arguments give the same bytes.
         version: HO3D only, "v2" (PNG frames) or "v3" (JPEG frames).
         n_eval: FreiHAND only, evaluation samples (default: n x 3960 / 32560, at least 1).
+        frames_per_sequence: HO3D only, the mean sequence length (default 50; small datasets
+            use fewer so that they still hold several training sequences).
         overwrite: replace a synthetic dataset of other arguments found in ``out`` (a folder that
             is not a synthetic dataset is never cleared).
         hand: None (the real MANO when installed, else the procedural hand), "mano" or "procedural".
@@ -120,7 +122,8 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
     out = Path(out).expanduser()
     timer = Timer()
     poser = HandPoser(kind=hand)
-    writer = cls(out, int(n), int(seed), poser, timer, version=version, n_eval=n_eval)
+    writer = cls(out, int(n), int(seed), poser, timer, version=version, n_eval=n_eval,
+                 frames_per_sequence=frames_per_sequence)
     identity = {
         "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "style": style, "seed": int(seed),
         "n": int(n), "options": writer.options(),

@@ -86,11 +86,15 @@ def encode_depth(depth_m: np.ndarray) -> np.ndarray:
     return out
 
 
-def sequence_plan(n: int) -> tuple:
-    """(train sequence lengths, evaluation sequence lengths) for n frames (see the docstring)."""
+def sequence_plan(n: int, frames_per_sequence: int = None) -> tuple:
+    """(train sequence lengths, evaluation sequence lengths) for n frames (see the docstring);
+    ``frames_per_sequence`` replaces the 50 frames a sequence holds on average."""
     if n < 2:
         raise ValueError(f"synth ho3d: n must be at least 2 (a train and an evaluation frame), got {n}")
-    q = int(np.clip(round(n / FRAMES_PER_SEQUENCE), 2, n))
+    fps = FRAMES_PER_SEQUENCE if frames_per_sequence is None else int(frames_per_sequence)
+    if fps < 1:
+        raise ValueError(f"synth ho3d: frames_per_sequence must be a positive integer, got {fps}")
+    q = int(np.clip(round(n / fps), 2, n))
     lengths = [n // q + (1 if k < n % q else 0) for k in range(q)]
     q_eval = max(1, int(round(q * 13 / 68)))
     return lengths[: q - q_eval], lengths[q - q_eval:]
@@ -101,20 +105,24 @@ class HO3DWriter(StyleWriter):
 
     style = "ho3d"
 
-    def __init__(self, out, n, seed, poser, timer, version="v2", **_):
+    def __init__(self, out, n, seed, poser, timer, version="v2", frames_per_sequence=None, **_):
         super().__init__(out, n, seed, poser, timer)
         if version not in ("v2", "v3"):
             raise ValueError(f"synth ho3d: version must be 'v2' or 'v3', got {version!r}")
         self.version = version
         self.ext = "png" if version == "v2" else "jpg"
-        train, evaluation = sequence_plan(self.n)
+        self.frames_per_sequence = frames_per_sequence
+        train, evaluation = sequence_plan(self.n, frames_per_sequence)
         self.sequences = ([("train", f"SYT{k:03d}", L) for k, L in enumerate(train)]
                           + [("evaluation", f"SYE{k:03d}", L) for k, L in enumerate(evaluation)])
         self._seq_cache = {}
 
     def options(self) -> dict:
-        """{"version": "v2" | "v3"}."""
-        return {"version": self.version}
+        """{"version": "v2" | "v3"} (+ "frames_per_sequence" when not the default)."""
+        opts = {"version": self.version}
+        if self.frames_per_sequence is not None:
+            opts["frames_per_sequence"] = int(self.frames_per_sequence)
+        return opts
 
     def units(self) -> list:
         """One unit per frame, sequence by sequence (train first)."""

@@ -1,0 +1,301 @@
+"""The result files of Tables 1-6, gathered into :func:`~.tables.compare_table`'s "ours" form.
+
+Each of the paper's tables has one result file, written by the chapter that measures it
+(JSON with provenance, :mod:`.results`):
+
+=====  ==========================  ========================================================
+table  file                        written by
+=====  ==========================  ========================================================
+1      ``train-freihand.json``     notebooks/05_train_freihand (HandSSCA row)
+2      ``train-dexycb.json``       notebooks/06_train_dexycb (HandSSCA row)
+3      ``train-ho3d.json``         notebooks/07_train_ho3d (HandSSCA row)
+4      ``ablation-freihand.json``  notebooks/08_ablations (one row per attention variant)
+5      ``ablation-dexycb.json``    notebooks/08_ablations
+6      ``ablation-ho3d.json``      notebooks/08_ablations
+=====  ==========================  ========================================================
+
+:func:`load_table_results` reads whichever of them a folder holds (by default the build's
+``results/``, or a folder of files committed from a GPU run) and :func:`results_table` puts each
+beside the paper's table, "not run" where a file or a value is missing. The #Params cells are
+not results: :func:`parameter_counts` counts them on the paper's configuration.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional
+
+from .paper import COLUMN_LABELS, paper_table, table_columns
+from .results import load_result
+from .tables import Table, compare_table, format_value, paper_cells
+from .spread import column_unit
+
+#: the dataset of each of the paper's tables
+TABLE_DATASETS = {1: "freihand", 2: "dexycb", 3: "ho3d", 4: "freihand", 5: "dexycb", 6: "ho3d"}
+#: the result file of each table
+RESULT_FILES = {t: (f"train-{d}.json" if t <= 3 else f"ablation-{d}.json")
+                for t, d in TABLE_DATASETS.items()}
+#: the chapter that writes each table's result file
+RESULT_CHAPTERS = {1: "05_train_freihand", 2: "06_train_dexycb", 3: "07_train_ho3d",
+                   4: "08_ablations", 5: "08_ablations", 6: "08_ablations"}
+#: the row of Tables 1-3 our HandSSCA goes under
+HANDSSCA_ROW = "HandSSCA (paper)"
+#: the attention variants, in Table 6's order
+VARIANTS = ("none", "self_attention", "ssa", "ssca")
+
+
+@dataclass
+class TableResult:
+    """What a folder holds for one of the paper's tables.
+
+    Attributes:
+        table: 1-6.
+        file: the result file's name (:data:`RESULT_FILES`).
+        path: where it was found, or None when the folder has none.
+        ours: {paper row: {metric key: value or [value per seed]}}, the rows of the paper's
+            table only (package keys: :func:`~.tables.compare_table` maps the aligned F-scores).
+        data: "synthetic", "real", or "n/a" without a file.
+        profile, hardware, commit, time_utc: the file's provenance ("n/a" without a file).
+        seeds: the seeds the file's numbers come from.
+        baseline: {metric key: value or [value per seed]} of the mean-pose baseline on the same
+            samples, when the file has one.
+        split: the split the numbers were measured on, when the file says.
+        dropped_rows: rows of the file that the paper's table does not have (not shown).
+    """
+    table: int
+    file: str
+    path: Optional[Path] = None
+    ours: Dict[str, Dict[str, object]] = field(default_factory=dict)
+    data: str = "n/a"
+    profile: str = "n/a"
+    hardware: str = "n/a"
+    commit: str = "n/a"
+    time_utc: str = "n/a"
+    seeds: List[int] = field(default_factory=list)
+    baseline: Optional[Dict[str, object]] = None
+    split: Optional[str] = None
+    dropped_rows: List[str] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """Whether the folder holds this table's result file."""
+        return self.path is not None
+
+
+def hardware_label(provenance: Mapping[str, object]) -> str:
+    """A short description of the machine of a provenance record (``environment_info``, a run's
+    ``run.json`` provenance or ``bench.hardware_info``): the GPU's name, or "CPU (<model>, <n>
+    cores, <t> torch threads)"."""
+    if not isinstance(provenance, Mapping):
+        raise ValueError(f"provenance must be a mapping, got {type(provenance).__name__}")
+    gpu = provenance.get("gpu") or (provenance.get("device") if provenance.get("device")
+                                    not in (None, "cpu") else None)
+    if gpu:
+        return str(gpu)
+    parts = [str(provenance.get("cpu") or "unknown CPU")]
+    if provenance.get("cpu_count"):
+        parts.append(f"{provenance['cpu_count']} cores")
+    if provenance.get("torch_threads"):
+        t = int(provenance["torch_threads"])
+        parts.append(f"{t} torch thread" + ("s" if t != 1 else ""))
+    return "CPU (" + ", ".join(parts) + ")"
+
+
+def runs_hardware(run_folders: Iterable) -> str:
+    """The hardware the training runs in ``run_folders`` ran on (from each ``run.json``'s
+    provenance), distinct labels joined with "; "."""
+    labels: List[str] = []
+    for folder in run_folders:
+        path = Path(folder) / "run.json"
+        try:
+            prov = json.loads(path.read_text())["provenance"]
+        except (OSError, json.JSONDecodeError, KeyError) as exc:
+            raise ValueError(f"{path}: not a training run's run.json with a provenance record "
+                             f"({exc})") from exc
+        label = hardware_label(prov)
+        if label not in labels:
+            labels.append(label)
+    return "; ".join(labels) or "n/a"
+
+
+def table_result(table: int, payload: Optional[Mapping] = None, path=None) -> TableResult:
+    """One table's :class:`TableResult` from a result file's content (``load_result``), or the
+    empty one ("not run") when ``payload`` is None.
+
+    Raises:
+        ValueError: the file's ``kind`` is not this table's (``train/<dataset>`` for Tables 1-3,
+            ``ablation/<dataset>`` for 4-6), or its metrics do not have the expected form.
+    """
+    if table not in TABLE_DATASETS:
+        raise ValueError(f"the paper has Tables 1-6, got {table!r}")
+    res = TableResult(table=table, file=RESULT_FILES[table])
+    if payload is None:
+        return res
+    where = str(path) if path is not None else RESULT_FILES[table]
+    ablation = table > 3
+    kind = f"{'ablation' if ablation else 'train'}/{TABLE_DATASETS[table]}"
+    if payload.get("kind") != kind:
+        raise ValueError(f"{where}: Table {table} expects a result of kind {kind!r}, "
+                         f"got {payload.get('kind')!r}")
+    metrics = payload.get("metrics") or {}
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"{where}: 'metrics' must be a mapping, got {type(metrics).__name__}")
+    rows = paper_table(table)
+    if ablation:
+        for v, cells in metrics.items():
+            if not isinstance(cells, Mapping):
+                raise ValueError(f"{where}: an ablation's metrics are {{variant: {{metric: "
+                                 f"[value per seed]}}}}; variant {v!r} holds "
+                                 f"{type(cells).__name__}")
+        ours = {v: dict(cells) for v, cells in metrics.items() if v in rows}
+        res.dropped_rows = [v for v in metrics if v not in rows]
+    else:
+        ours = {HANDSSCA_ROW: dict(metrics)} if metrics else {}
+    prov = payload.get("provenance") or {}
+    hw = payload.get("hardware")
+    res.path = Path(path) if path is not None else None
+    res.ours = ours
+    res.data = payload["data"]
+    res.profile = str(payload.get("profile"))
+    res.hardware = (hw if isinstance(hw, str) and hw else
+                    hardware_label(hw if isinstance(hw, Mapping) else prov))
+    res.commit = str(prov.get("commit", "unknown"))
+    res.time_utc = str(prov.get("time_utc", "unknown"))
+    res.seeds = [int(s) for s in (payload.get("seeds") or [])]
+    res.baseline = payload.get("baseline") or None
+    res.split = payload.get("split")
+    return res
+
+
+def load_table_results(folder=None, tables: Iterable[int] = range(1, 7)) -> Dict[int, TableResult]:
+    """The result files of the paper's tables that ``folder`` holds.
+
+    Args:
+        folder: a folder of result files (default ``handssca.utils.results_dir()``, the build's
+            ``results/``); a folder of files committed from a GPU run shows that run's numbers
+            without re-running it.
+        tables: which tables (default 1-6).
+
+    Returns:
+        {table: :class:`TableResult`}; a table whose file is missing gets the empty result
+        (``found`` False: its cells say "not run").
+
+    Raises:
+        ValueError: ``folder`` is not a folder, or a file there is malformed or of another kind
+            (names the file).
+    """
+    if folder is None or str(folder) == "":
+        from handssca.utils import results_dir
+
+        folder = results_dir()
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"results folder {folder} is a file; expected a folder of result files")
+    out = {}
+    for t in tables:
+        path = folder / RESULT_FILES[t]
+        out[t] = table_result(t, load_result(path), path) if path.exists() else table_result(t)
+    return out
+
+
+def parameter_counts(variants: Iterable[str] = VARIANTS, input_size: int = 256,
+                     device: str = "meta") -> Dict[str, Dict[str, int]]:
+    """Parameter counts of the network in the paper's configuration (ResNet-50 + FPN, C = 256,
+    MANO head; Section 3, Tables 1-3 and 6), one per attention variant.
+
+    Built on the ``meta`` device by default: shapes only, no memory, no initialisation.
+
+    Returns:
+        {variant: {"attention": parameters of the attention block (0 for "none"), "total":
+        parameters of the whole network}}.
+    """
+    import torch
+
+    from handssca.models import parameter_table
+
+    out = {}
+    with torch.device(device):
+        for v in variants:
+            rows = {r["key"]: r["parameters"] for r in parameter_table(attention=v,
+                                                                      input_size=input_size)}
+            out[v] = {"attention": int(rows["attention"]), "total": int(rows["total"])}
+    return out
+
+
+def table_parameters(table: int, counts: Mapping[str, Mapping[str, int]]
+                     ) -> Dict[str, Dict[str, int]]:
+    """The "ours" cells of a table's #Params column from :func:`parameter_counts`: the whole
+    network with SSCA under HandSSCA's row (Tables 1-3), each attention block under its variant
+    (Table 6); {} for Tables 4-5, which print no #Params."""
+    if table not in TABLE_DATASETS:
+        raise ValueError(f"the paper has Tables 1-6, got {table!r}")
+    if "params" not in table_columns(table):
+        return {}
+    if table <= 3:
+        return {HANDSSCA_ROW: {"params": counts["ssca"]["total"]}} if "ssca" in counts else {}
+    return {v: {"params": counts[v]["attention"]} for v in paper_table(table) if v in counts}
+
+
+def _merge(ours: Mapping[str, Mapping], extra: Mapping[str, Mapping]) -> Dict[str, dict]:
+    out = {r: dict(c) for r, c in ours.items()}
+    for r, c in extra.items():
+        out.setdefault(r, {}).update(c)
+    return out
+
+
+def baseline_note(baseline: Mapping[str, object], columns: Iterable[str]) -> str:
+    """One line giving the mean-pose baseline's value in each of ``columns`` that it has."""
+    cells = paper_cells(baseline)
+    parts = []
+    for c in columns:
+        vals = cells.get(c)
+        if vals is None:
+            continue
+        vals = [float(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
+        if not vals:
+            continue
+        unit = column_unit(c)
+        scale = 100.0 if unit == "%" else 1.0
+        mean = scale * sum(vals) / len(vals)
+        parts.append(f"{COLUMN_LABELS.get(c, c)} {format_value(mean, unit)}")
+    return ("Mean-pose baseline on the same samples, for scale: " + ", ".join(parts) + "."
+            if parts else "")
+
+
+def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str, int]]] = None
+                  ) -> Table:
+    """The paper's table beside a :class:`TableResult` (and our #Params cells).
+
+    Args:
+        result: from :func:`load_table_results`.
+        params: "ours" cells of the #Params column, from :func:`table_parameters` (optional).
+
+    Returns:
+        :func:`~.tables.compare_table`'s table, with notes naming the result file, its commit
+        and time, the split, the mean-pose baseline and any row left out.
+    """
+    ours = _merge(result.ours, params or {})
+    table = compare_table(result.table, ours, data=result.data if result.found else "n/a",
+                          profile=result.profile, hardware=result.hardware)
+    if result.found:
+        seeds = ", ".join(str(s) for s in result.seeds) or "not recorded"
+        table.notes.append(f"Source: {result.file} (commit {result.commit}, {result.time_utc}; "
+                           f"seeds {seeds}" + (f"; split '{result.split}'" if result.split else "")
+                           + ").")
+        if result.baseline:
+            line = baseline_note(result.baseline, [c for c in table_columns(result.table)
+                                                   if c != "params"])
+            if line:
+                table.notes.append(line)
+        if result.dropped_rows:
+            table.notes.append(f"Rows of the file that this table does not print: "
+                               f"{', '.join(result.dropped_rows)}.")
+        if not result.ours:
+            table.notes.append(f"{result.file} holds no metrics (e.g. a split without ground "
+                               "truth, scored only by the dataset's server).")
+    else:
+        table.notes.append(f"No result file {result.file}: notebooks/"
+                           f"{RESULT_CHAPTERS[result.table]} writes it, or copy it from a GPU "
+                           "run into the results folder.")
+    return table
