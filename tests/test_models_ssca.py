@@ -161,3 +161,70 @@ def test_self_attention_is_a_prenorm_vit_block():
         want = t.transpose(1, 2).reshape(2, 16, 3, 4)
         assert torch.allclose(sa(x), want, atol=1e-5)
     assert math.isclose(blk.norm1.eps, 1e-6)
+
+
+def _set_backend(block, name):
+    for m in block.modules():
+        if isinstance(m, CrossScanS6):
+            m.scan_backend = name
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("channel_select", ["code", "paper"])
+def test_fast_path_equals_the_reference_backend_on_the_whole_block(channel_select):
+    # the SSCA block with the real state size and expansion on a small map, batch 2
+    torch.manual_seed(0)
+    block = SSCABlock(16, 4, 5, d_state=16, expand=2, dt_rank=4, channel_select=channel_select)
+    x = torch.randn(2, 16, 4, 5)
+    with torch.no_grad():
+        fast = block(x)  # the grouped layout, chunked scan, no autograd
+        _set_backend(block, "reference")
+        ref = block(x)  # mamba-ssm's layout through the sequential reference scan
+    assert fast.shape == x.shape and fast.is_contiguous(memory_format=torch.channels_last)
+    assert _rel(fast, ref) <= 1e-5
+    # with autograd (in fp64, where sums of many terms keep their digits): values and the
+    # gradients of the input and of every parameter
+    block, x = block.double(), x.double()
+    grads = {}
+    for name in (None, "reference"):
+        _set_backend(block, name)
+        block.zero_grad()
+        xg = x.clone().requires_grad_(True)
+        y = block(xg)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        grads[name] = ({n: p.grad.clone() for n, p in block.named_parameters()}, xg.grad, y)
+    assert _rel(grads[None][2], grads["reference"][2]) <= 1e-10
+    assert _rel(grads[None][1], grads["reference"][1]) <= 1e-9
+    for n, g in grads[None][0].items():
+        assert _rel(g, grads["reference"][0][n]) <= 1e-9, n
+
+
+def test_block_in_image_groups_equals_one_pass(monkeypatch):
+    import handssca.models.ssca as ssca
+
+    block = small_block()
+    x = torch.randn(3, 16, 4, 5)
+    with torch.no_grad():
+        one = block(x)
+        monkeypatch.setattr(ssca, "CPU_GROUP_ELEMS", 4 * 5 * 32)  # one image per group
+        grouped = block(x)
+    assert torch.allclose(grouped, one, atol=1e-6, rtol=1e-5)
+
+
+def test_scan_plane_equals_the_channels_first_path():
+    # CrossScanS6.scan_plane (grouped layout) and .forward (mamba-ssm's layout) on the same
+    # weights and the same chunked scan: the data flow before and after, for both projection
+    # forms (dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj)
+    torch.manual_seed(1)
+    for d, rank in ((6, 4), (24, 4)):
+        s6 = CrossScanS6(d, d_state=8, dt_rank=rank)
+        x = torch.randn(2, 5, 7, d)
+        with torch.no_grad():
+            plane = s6.scan_plane(x)
+            seq = s6(x.permute(0, 3, 1, 2)).view(2, d, 5, 7).permute(0, 2, 3, 1)
+        assert _rel(plane, seq) <= 1e-5, d
+    with pytest.raises(ValueError, match="SSM channels"):
+        s6.scan_plane(torch.randn(1, 5, 7, d + 1))

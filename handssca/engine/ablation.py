@@ -65,7 +65,8 @@ def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
     # one data folder for every seed: the synthetic data of the first seed (the same folder a
     # plain train(dataset, seed=seeds[0]) uses, so that run is shared too)
     source = resolve_data(dataset, data_root, prof.get("name"),
-                          seeds[0] if data_seed is None else int(data_seed), prof)
+                          seeds[0] if data_seed is None else int(data_seed), prof,
+                          **({} if verbose else {"log": lambda msg: None}))
     runs = {}
     for v in variants:
         for s in seeds:
