@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handssca.ssm import SCAN_ORDERS, cross_merge, cross_scan
+from handssca.ssm import SCAN_ORDERS, cross_merge, cross_merge_planes, cross_scan, cross_scan_planes
 
 
 def index_plane(h, w):
@@ -61,3 +61,38 @@ def test_bad_shapes_raise():
         cross_merge(torch.zeros(2, 3, 5, 12), 3, 4)
     with pytest.raises(ValueError, match="cross_merge expects"):
         cross_merge(torch.zeros(2, 4, 5, 11), 3, 4)
+
+
+def test_planes_layout_equals_the_channels_first_orders():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 7)  # (B, H, W, D), channels last
+    ref = cross_scan(x.permute(0, 3, 1, 2))  # (B, 4, D, L)
+    xs = cross_scan_planes(x)
+    assert xs.shape == (4, 2, 30, 7) and xs.is_contiguous()
+    assert torch.equal(xs, ref.permute(1, 0, 3, 2))
+    # strided input (a channels-first tensor seen channels-last) gives the same
+    strided = x.permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)
+    assert torch.equal(cross_scan_planes(strided), xs)
+    # one plane per order: order k of plane k
+    per = torch.randn(2, 5, 6, 4, 3)
+    got = cross_scan_planes(per)
+    for k in range(4):
+        assert torch.equal(got[k], cross_scan_planes(per[..., k, :])[k])
+    y = torch.randn(4, 2, 30, 7)
+    assert torch.allclose(cross_merge_planes(y, 5, 6),
+                          cross_merge(y.permute(1, 0, 3, 2), 5, 6).view(2, 7, 5, 6)
+                          .permute(0, 2, 3, 1), atol=1e-6)
+
+
+def test_planes_merge_is_the_adjoint_and_gradients_flow():
+    torch.manual_seed(1)
+    x = torch.randn(1, 4, 3, 5, requires_grad=True)
+    y = torch.randn(4, 1, 12, 5)
+    (cross_scan_planes(x) * y).sum().backward()
+    assert torch.allclose(x.grad, cross_merge_planes(y, 4, 3), atol=1e-6)
+    with torch.no_grad():  # the path without autograd builds the same sequences
+        assert torch.equal(cross_scan_planes(x), cross_scan_planes(x.detach().clone()))
+    with pytest.raises(ValueError, match="channels-last plane"):
+        cross_scan_planes(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="cross_merge_planes"):
+        cross_merge_planes(torch.zeros(4, 1, 11, 5), 4, 3)

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from handssca.ssm import available_backends, selective_scan
-from handssca.ssm.chunked_scan import plan_chunks, selective_scan_chunked
+from handssca.ssm import available_backends, selective_scan, selective_scan_grouped
+from handssca.ssm.chunked_scan import block_pieces, plan_chunks, selective_scan_chunked
 from handssca.ssm.scan import selective_scan_reference
 
 F64 = torch.float64
@@ -227,6 +227,10 @@ def test_bad_shapes_raise_clear_errors(bad, match):
 def test_plan_chunks():
     # the spatial branch: one step of batch x 4*512 x 16 numbers fills a slice, nc = 1
     assert plan_chunks(1024, 1 * 2048 * 16)[1] == 1
+    # the channel branch at batch 1 (4*32 x 16 numbers a step): slices as large as stay below
+    # PyTorch's parallel grain, 32768 numbers
+    T, nc = plan_chunks(16384, 4 * 32 * 16)
+    assert nc * 4 * 32 * 16 < 32768 <= (nc + 1) * 4 * 32 * 16 and T * nc <= (1 << 20) // 2048
     for device_type in ("cpu", "cuda"):
         for L, per_step in [(1024, 2048 * 16), (16384, 128 * 16), (16384, 32 * 128 * 16),
                             (7, 3), (1, 1), (100, 10 ** 9)]:
@@ -240,3 +244,119 @@ def test_plan_chunks():
         plan_chunks(100, 10, chunk_len=0)
     with pytest.raises(ValueError, match="positive"):
         plan_chunks(0, 10)
+
+
+def test_block_pieces_cover_the_sequence_in_whole_sub_chunks():
+    for L, T, nc in [(100, 7, 3), (21, 7, 3), (5, 7, 3), (64, 4, 4), (1, 1, 1)]:
+        pieces = block_pieces(L, T, nc)
+        assert pieces[0][0] == 0 and pieces[-1][1] == L
+        for (s0, e0, _), (s1, _, _) in zip(pieces, pieces[1:]):
+            assert e0 == s1
+        for s0, e0, t in pieces:
+            assert 1 <= t <= T and (e0 - s0) % t == 0 and e0 - s0 <= T * nc
+            assert t == T or (e0 - s0) == t  # a shorter sub-chunk is a piece of its own
+
+
+def grouped_inputs(g=3, b=2, L=29, dg=4, n=5, dtype=F64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen, dtype=dtype)
+
+    return dict(u=r(g, b, L, dg), delta=r(g, b, L, dg) * 0.5 - 1.0,
+                A=-(torch.rand(g, dg, n, generator=gen, dtype=dtype) * 2 + 0.05),
+                B=r(g, b, L, n), C=r(g, b, L, n), D=r(g, dg), delta_bias=r(g, dg) * 0.3)
+
+
+def grouped_by_reference(inp, **flags):
+    """The grouped layout through the reference: (G, b, L, Dg) -> (b, G*Dg, L), B and C as
+    (b, G, N, L) groups."""
+    g, b, L, dg = inp["u"].shape
+    n = inp["A"].shape[-1]
+
+    def flat(x):  # (G, b, L, k) -> (b, G*k, L)
+        return x.permute(1, 0, 3, 2).reshape(b, -1, L)
+
+    out = selective_scan_reference(
+        flat(inp["u"]), flat(inp["delta"]), inp["A"].reshape(g * dg, n),
+        flat(inp["B"]).view(b, g, n, L), flat(inp["C"]).view(b, g, n, L), inp["D"].reshape(-1),
+        None, inp["delta_bias"].reshape(-1), **flags)
+    y, h = out if flags.get("return_last_state") else (out, None)
+    y = y.view(b, g, dg, L).permute(1, 0, 3, 2)
+    return y, (None if h is None else h.view(b, g, dg, n).transpose(0, 1))
+
+
+@pytest.mark.parametrize("plan", [dict(block_elems=3 * 2 * 4 * 5 * 6, chunk_len=4), dict()],
+                         ids=["nc>1, ragged end", "default plan"])
+def test_grouped_scan_equals_reference_values_and_gradients_fp64(plan):
+    inp = grouped_inputs()
+    flags = dict(delta_softplus=True, return_last_state=True)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
+    y, h = selective_scan_grouped(*leaves.values(), **flags, **plan)
+    ref = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
+    y0, h0 = grouped_by_reference(ref, **flags)
+    assert_close_rel(y, y0, 1e-12, "out")
+    assert_close_rel(h, h0, 1e-12, "last state")
+    gen = torch.Generator().manual_seed(1)
+    wy, wh = (torch.randn(t.shape, generator=gen, dtype=F64) for t in (y0, h0))
+    g1 = torch.autograd.grad((y * wy).sum() + (h * wh).sum(), list(leaves.values()))
+    g0 = torch.autograd.grad((y0 * wy).sum() + (h0 * wh).sum(), list(ref.values()))
+    for k, a, b in zip(leaves, g1, g0):
+        assert_close_rel(a, b, 1e-10, f"grad {k}")
+    # without gradients: the inference path (bias, softplus and D applied block by block)
+    with torch.no_grad():
+        y2, h2 = selective_scan_grouped(*inp.values(), **flags, **plan)
+    assert_close_rel(y2, y0, 1e-12, "out, no_grad")
+    assert_close_rel(h2, h0, 1e-12, "last state, no_grad")
+
+
+def test_grouped_scan_fp32_matches_reference_at_the_ssca_lengths():
+    # both SSCA lengths (spatial L = 1024, channel L = 16384) with few channels, to stay cheap
+    for L, dg in ((1024, 16), (16384, 2)):
+        inp = grouped_inputs(g=4, b=1, L=L, dg=dg, n=16, dtype=torch.float32, seed=L)
+        inp["delta"] = inp["delta"] - 1.0
+        with torch.no_grad():
+            y = selective_scan_grouped(*inp.values(), delta_softplus=True)
+            y0, _ = grouped_by_reference(inp, delta_softplus=True)
+        assert torch.isfinite(y).all()
+        assert_close_rel(y, y0, 1e-5, f"out at L = {L}")
+
+
+def test_grouped_scan_takes_strided_views_and_saves_nothing_without_gradients():
+    inp = grouped_inputs(g=4, b=2, L=40, dg=6, n=3, dtype=torch.float32, seed=2)
+    # B and C as strided views of one projection output, as the SSCA block passes them
+    proj = torch.randn(4, 2, 40, 3 + 2 * 3)
+    inp["B"], inp["C"] = proj[..., 3:6], proj[..., 6:9]
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        with torch.no_grad():
+            y = selective_scan_grouped(*inp.values(), delta_softplus=True)
+    assert saved == []
+    y0, _ = grouped_by_reference({k: v.double() for k, v in inp.items()}, delta_softplus=True)
+    assert_close_rel(y.double(), y0, 1e-5, "out")
+
+
+def test_grouped_scan_rejects_bad_shapes():
+    inp = grouped_inputs(dtype=torch.float32)
+    for key, bad, match in [("u", torch.zeros(3, 2, 29), "u must be"),
+                            ("A", torch.zeros(3, 5, 5), "A must be"),
+                            ("B", torch.zeros(3, 2, 29, 4), "B must be"),
+                            ("D", torch.zeros(12), "D must be")]:
+        args = dict(inp, **{key: bad})
+        with pytest.raises(ValueError, match=match):
+            selective_scan_grouped(*args.values())
+
+
+def test_scan_is_left_out_of_compiled_graphs():
+    # under torch.compile the chunked scan runs eagerly (a graph break), its loops unrolled nowhere
+    import torch._dynamo
+
+    inp = grouped_inputs(g=2, b=1, L=50, dg=3, n=4, dtype=torch.float32)
+
+    def f(u):
+        return selective_scan_grouped(u * 2, *list(inp.values())[1:], delta_softplus=True).sum()
+
+    explained = torch._dynamo.explain(f)(inp["u"])
+    assert explained.graph_break_count >= 1
+    assert max(len(g.graph.nodes) for g in explained.graphs) < 20
+    assert torch.allclose(torch.compile(f, backend="eager")(inp["u"]), f(inp["u"]))

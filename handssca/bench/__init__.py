@@ -20,6 +20,7 @@ BENCHMARKS = {
     "model": "handssca.bench.model",
     "synth": "handssca.bench.synth",
     "cost": "handssca.bench.cost",
+    "gpu": "handssca.bench.gpu",
 }
 
 

@@ -75,8 +75,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def make_inputs(batch: int, d: int, l: int, g: int, device, dtype, requires_grad: bool,
                 seed: int = 0) -> dict:
-    """Scan inputs of one SSCA shape (see the module docstring)."""
+    """Scan inputs of one SSCA shape (see the module docstring). u, delta, B and C in ``dtype``;
+    the parameters A, D and delta_bias in float32 when ``dtype`` is a 16-bit type, as the SSCA
+    block keeps them (and as mamba-ssm's kernel requires)."""
     gen = torch.Generator().manual_seed(seed)
+    pdtype = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
     def r(*shape, scale=1.0, shift=0.0):
         return (torch.randn(*shape, generator=gen) * scale + shift).to(device, dtype)
@@ -86,10 +89,10 @@ def make_inputs(batch: int, d: int, l: int, g: int, device, dtype, requires_grad
     inp = dict(
         u=r(batch, d, l),
         delta=r(batch, d, l, scale=0.1),
-        A=-torch.arange(1, N_STATE + 1, dtype=torch.float32).repeat(d, 1).to(device, dtype),
+        A=-torch.arange(1, N_STATE + 1, dtype=torch.float32).repeat(d, 1).to(device, pdtype),
         B=r(batch, g, N_STATE, l), C=r(batch, g, N_STATE, l),
-        D=torch.ones(d).to(device, dtype),
-        delta_bias=(dt_init + torch.log(-torch.expm1(-dt_init))).to(device, dtype),  # softplus^-1
+        D=torch.ones(d).to(device, pdtype),
+        delta_bias=(dt_init + torch.log(-torch.expm1(-dt_init))).to(device, pdtype),  # softplus^-1
     )
     if requires_grad:
         for v in inp.values():

@@ -43,7 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ssm import cross_merge, cross_scan, selective_scan
+from ..ssm import (cross_merge, cross_merge_planes, cross_scan, cross_scan_planes,
+                   resolve_backend, selective_scan, selective_scan_grouped)
 
 Tensor = torch.Tensor
 
@@ -51,6 +52,10 @@ ATTENTION_KINDS = ("none", "self_attention", "ssa", "ssca")
 CHANNEL_SELECT_MODES = ("code", "paper")
 #: the number of scan orders (row, col and both reversed; :data:`handssca.ssm.SCAN_ORDERS`)
 K = 4
+#: on a CPU, the SSCA block runs over a batch in groups of images whose (H*W, d_inner) maps
+#: hold about this many numbers (one image at 256 x 256): the tensors of a group then stay
+#: near the caches (a batch of 8 in one pass ran about 1.3 times slower per image)
+CPU_GROUP_ELEMS = 1 << 19
 
 
 def _mark_no_weight_decay(p: nn.Parameter) -> nn.Parameter:
@@ -60,6 +65,36 @@ def _mark_no_weight_decay(p: nn.Parameter) -> nn.Parameter:
 
 def _at_least_fp32(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float64 else t.float()
+
+
+def _swap_last_two(x: Tensor) -> Tensor:
+    """(b, M, K) -> (b, K, M) contiguous; on a CPU by one 2D transposed copy per b: PyTorch
+    copies a transposed 2D matrix in cache-friendly tiles, several times faster than a 3D
+    permute copy."""
+    if x.device.type != "cpu":
+        return x.transpose(1, 2).contiguous()
+    b, m, k = x.shape
+    out = x.new_empty(b, k, m)
+    for i in range(b):
+        out[i].copy_(x[i].t())
+    return out
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, H, W, C) contiguous (a view when x is channels-last in memory)."""
+    y = x.permute(0, 2, 3, 1)
+    if y.is_contiguous():
+        return y
+    b, c, h, w = x.shape
+    return _swap_last_two(x.reshape(b, c, h * w)).view(b, h, w, c)
+
+
+def _channels_first(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> the same, contiguous (a transposed copy when x is channels-last)."""
+    if x.is_contiguous():
+        return x
+    b, c, h, w = x.shape
+    return _swap_last_two(x.permute(0, 2, 3, 1).reshape(b, h * w, c)).view(b, c, h, w)
 
 
 def no_weight_decay_names(module: nn.Module) -> List[str]:
@@ -88,8 +123,15 @@ class DropPath(nn.Module):
 class CrossScanS6(nn.Module):
     """Four-order selective scan (S6) over a 2D plane with ``d`` SSM channels (Eq. 1-3).
 
-    One grouped :func:`handssca.ssm.selective_scan` call for the four orders: u (B, 4d, L),
-    B and C (B, 4, N, L), A (4d, N), D and delta_bias (4d,), softplus on delta.
+    One grouped scan call for the four orders. :meth:`forward` takes channels-first planes and
+    calls :func:`handssca.ssm.selective_scan` in mamba-ssm's layout: u (B, 4d, L), B and C
+    (B, 4, N, L), A (4d, N), D and delta_bias (4d,), softplus on delta. :meth:`scan_plane`,
+    which the SSCA block calls, takes channels-last planes and, with the package's chunked
+    scan, works in the grouped layout (4, B, L, d) from start to end: the orders are built by
+    copying whole d-vectors, the projections of the four orders are computed together (one
+    batched product with dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj
+    product and one batched dt_proj), and no transposed copy of a sequence is made (with other
+    backends it goes through :meth:`forward`). Both give the same numbers up to rounding.
 
     Per order k: x_proj (d -> dt_rank + 2N, no bias), dt_proj (dt_rank -> d, its bias is the
     scan's delta_bias), A_log (d, N), D (d). Stored stacked as ``x_proj_weight`` (4, R+2N, d),
@@ -137,6 +179,46 @@ class CrossScanS6(nn.Module):
             backend=self.scan_backend)
         return cross_merge(y.reshape(b, K, d, L).to(x.dtype), p, q)
 
+    def scan_plane(self, x: Tensor) -> Tensor:
+        """x (B, P, Q, d), a channels-last plane P x Q with d channels -> (B, P, Q, d).
+
+        The same function as :meth:`forward` (up to the layout); on the package's chunked scan
+        it runs in the grouped layout (see the class docstring), else it calls :meth:`forward`.
+        """
+        b, p, q, d = x.shape
+        if d != self.d:
+            raise ValueError(f"expected {self.d} SSM channels last, got input of shape "
+                             f"{tuple(x.shape)}")
+        if resolve_backend(self.scan_backend, x.device) != "chunked":
+            return self.forward(x.permute(0, 3, 1, 2)).view(b, d, p, q).permute(0, 2, 3, 1)
+        L, R, N = p * q, self.dt_rank, self.d_state
+        xs = cross_scan_planes(x)  # (4, B, L, d)
+        # the selective Delta, B and C (Eq. 1) of the four orders at once; B and C (and Delta)
+        # stay strided views of the products' outputs
+        if d <= 2 * R:
+            # few channels (the channel branch: d = W = 32 = 2R): dt_proj folded into x_proj,
+            # one (d + 2N) x d matrix per order, the same multiply-adds as the two low-rank
+            # products in one batched product
+            w = torch.cat([self.dt_proj_weight @ self.x_proj_weight[:, :R],
+                           self.x_proj_weight[:, R:]], dim=1)
+            proj = torch.bmm(xs.view(K, b * L, d), w.transpose(1, 2))  # (4, B*L, d + 2N)
+            dts, Bs, Cs = torch.split(proj, [d, N, N], dim=2)
+        else:
+            # many channels (the spatial branch): x_proj of all four orders as one matrix
+            # product on the plane in its own order (a wider product runs faster), then its
+            # small outputs put in each order's order, then dt_proj
+            x_dbl = x.reshape(b * L, d) @ self.x_proj_weight.reshape(K * (R + 2 * N), d).t()
+            x_dbl = cross_scan_planes(x_dbl.view(b, p, q, K, R + 2 * N))  # (4, B, L, R + 2N)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
+            dts = torch.bmm(dts.reshape(K, b * L, R), self.dt_proj_weight.transpose(1, 2))
+        # A_log, D and the dt bias are used in fp32 (or fp64) whatever the module's dtype (Mamba)
+        A = -torch.exp(_at_least_fp32(self.A_log)).view(K, d, N)
+        y = selective_scan_grouped(
+            xs.view(K, b, L, d), dts.view(K, b, L, d), A, Bs.view(K, b, L, N),
+            Cs.view(K, b, L, N), _at_least_fp32(self.D).view(K, d),
+            delta_bias=_at_least_fp32(self.dt_proj_bias), delta_softplus=True)
+        return cross_merge_planes(y.to(x.dtype), p, q)
+
 
 class SpatialSelect(nn.Module):
     """The paper's "space select": S6 over the four scan orders of the H x W plane.
@@ -151,8 +233,7 @@ class SpatialSelect(nn.Module):
         self.s6 = CrossScanS6(d_inner, d_state, dt_rank, scan_backend=scan_backend)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, d, h, w = x.shape
-        return self.s6(x).reshape(b, d, h, w)
+        return self.s6.scan_plane(_channels_last(x)).permute(0, 3, 1, 2)
 
 
 class ChannelSelect(nn.Module):
@@ -198,10 +279,10 @@ class ChannelSelect(nn.Module):
             if w != self.width:
                 raise ValueError(f"the channel branch was built for feature width W = {self.width} "
                                  f"(its SSM channel axis); got features of shape {tuple(x.shape)}")
-            y = self.s6(x.permute(0, 3, 1, 2))  # (B, W, C, H) -> (B, W, C*H)
-            return y.reshape(b, w, c, h).permute(0, 2, 3, 1)
-        planes = x.permute(0, 3, 1, 2).reshape(b * w, 1, c, h)  # W folded into the batch
-        y = self.s6(planes)  # (B*W, 1, C*H)
+            # x as the channels-last plane (B, C, H | W): the C x H plane with W channels
+            return self.s6.scan_plane(_channels_first(x))
+        planes = x.permute(0, 3, 1, 2).reshape(b * w, c, h, 1)  # W folded into the batch
+        y = self.s6.scan_plane(planes)  # (B*W, C, H, 1)
         return y.reshape(b, w, c, h).permute(0, 2, 3, 1)
 
 
@@ -233,19 +314,23 @@ class SS2D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)  # (B, H, W, d_inner) each
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))  # (B, d_inner, H, W)
-        y = self.spatial(x)
+        # the depthwise conv on channels-last memory (several times faster there on a CPU);
+        # x is (B, d_inner, H, W) with the channels last in memory
+        x = F.silu(self.conv2d(x.contiguous().permute(0, 3, 1, 2)))
+        y = _channels_last(self.spatial(x))  # (B, H, W, d_inner)
         if self.channel is not None:
-            y = y + self.channel(x)  # the two branches run in parallel and are summed
-        y = self.out_norm(y.permute(0, 2, 3, 1))  # (B, H, W, d_inner)
+            # the two branches run in parallel and are summed (channels-last, both contiguous)
+            y = y + _channels_last(self.channel(x))
+        y = self.out_norm(y)
         return self.dropout(self.out_proj(y * F.silu(z)))
 
 
 class SSCABlock(nn.Module):
     """The SSCA (or SSA) block: H = F + DropPath(SS2D(LayerNorm(F))) (Section 3.3, Fig. 3).
 
-    Takes and returns channels-first maps, F (B, C, H, W) -> H (B, C, H, W); the block itself
-    works channels-last, as VMamba's.
+    Takes and returns maps indexed channels-first, F (B, C, H, W) -> H (B, C, H, W); the block
+    itself works channels-last, as VMamba's, and H is channels-last in memory
+    (``H.is_contiguous(memory_format=torch.channels_last)``).
     """
 
     def __init__(self, channels: int = 256, height: Optional[int] = None,
@@ -265,9 +350,22 @@ class SSCABlock(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"expected features of shape (B, {self.channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        x = x.permute(0, 2, 3, 1)  # channels-last
-        x = x + self.drop_path(self.ss2d(self.norm(x)))
-        return x.permute(0, 3, 1, 2).contiguous()
+        x = _channels_last(x)
+        b, h, w, _ = x.shape
+        group = max(1, CPU_GROUP_ELEMS // (h * w * self.ss2d.d_inner))
+        if x.device.type == "cpu" and b > group:
+            # images in groups: each group's tensors stay near the caches (the block is
+            # per image: the same numbers)
+            x = torch.cat([self._residual(x[i:i + group]) for i in range(0, b, group)])
+        else:
+            x = self._residual(x)
+        # H keeps the channels-last memory it was computed in (no transposed copy); the convs
+        # of the heads that read it then run channels-last too, which is faster on a CPU
+        return x.permute(0, 3, 1, 2)
+
+    def _residual(self, x: Tensor) -> Tensor:
+        """x (B, H, W, C) channels-last -> x + DropPath(SS2D(LayerNorm(x)))."""
+        return x + self.drop_path(self.ss2d(self.norm(x)))
 
 
 class SelfAttention(nn.Module):

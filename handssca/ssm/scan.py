@@ -15,7 +15,9 @@ Backends:
 ``chunked``
     the same recurrence as a two-level chunked scan in pure PyTorch, with a backward that
     recomputes states block by block (:mod:`handssca.ssm.chunked_scan`): exact, memory bounded
-    by a block, 10-20x faster than ``reference`` on a CPU. The default off CUDA.
+    by a block, 10-20x faster than ``reference`` on a CPU. The default off CUDA. Its grouped
+    entry point :func:`~handssca.ssm.chunked_scan.selective_scan_grouped` takes the layout the
+    SSCA block produces without copies.
 ``mamba``
     mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
     tensors and mamba-ssm is installed.
@@ -161,6 +163,18 @@ def available_backends(device: Optional[torch.device] = None) -> list:
     return names
 
 
+def resolve_backend(backend: Optional[str], device) -> str:
+    """The backend that :func:`selective_scan` uses with ``backend`` for tensors on ``device``:
+    ``backend`` itself when named (checked), else ``mamba`` on CUDA when mamba-ssm is installed
+    and ``chunked`` otherwise (mamba-ssm is looked for on CUDA devices only)."""
+    if backend is None:
+        on_cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
+        return "mamba" if (on_cuda and _mamba_available()) else _DEFAULT_CPU
+    if backend not in _BACKENDS:
+        raise ValueError(f"unknown scan backend {backend!r}; expected one of {sorted(_BACKENDS)}")
+    return backend
+
+
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                    return_last_state=False, backend: Optional[str] = None):
     """Selective scan with mamba-ssm's ``selective_scan_fn`` signature (Eq. 2-3; Mamba Alg. 2).
@@ -182,9 +196,6 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         out (batch, D, L) in u's dtype; with ``return_last_state``, (out, h_L).
     """
     _check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    if backend is None:
-        backend = "mamba" if (u.is_cuda and _mamba_available()) else _DEFAULT_CPU
-    if backend not in _BACKENDS:
-        raise ValueError(f"unknown scan backend {backend!r}; expected one of {sorted(_BACKENDS)}")
+    backend = resolve_backend(backend, u.device)
     return _BACKENDS[backend](u, delta, A, B, C, D, z, delta_bias, delta_softplus,
                               return_last_state)
