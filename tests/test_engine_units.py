@@ -49,7 +49,11 @@ def test_training_config_overrides_and_errors():
 
 def test_synthetic_settings():
     assert set(synthetic_settings("quick", "freihand")) == {"n", "n_eval"}
-    assert set(synthetic_settings("quick", "ho3d")) == {"n"}
+    assert set(synthetic_settings("quick", "ho3d")) == {"n", "frames_per_sequence"}
+    assert set(synthetic_settings("quick", "dexycb")) == {"n"}
+    prof = resolve_profile("smoke", {"synthetic": {"dexycb": {"frames_per_sequence": 3}}})
+    with pytest.raises(ValueError, match="synthetic.dexycb"):
+        synthetic_settings(prof, "dexycb")
     prof = resolve_profile("smoke", {"synthetic": {"ho3d": {"n_eval": 3}}})
     with pytest.raises(ValueError, match="synthetic.ho3d"):
         synthetic_settings(prof, "ho3d")
