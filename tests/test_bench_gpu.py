@@ -12,19 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from handssca.bench import gpu
+from support import MAMBA_IMPORT_SPY
 
 
 def test_without_cuda_it_fails_clearly_and_never_imports_mamba_ssm(tmp_path):
     out = tmp_path / "gpu.json"
-    code = textwrap.dedent(f"""
-        import sys
-        attempts = []
-        class Spy:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "mamba_ssm":
-                    attempts.append(name)
-                return None
-        sys.meta_path.insert(0, Spy())
+    code = MAMBA_IMPORT_SPY + textwrap.dedent(f"""
         import torch
         torch.cuda.is_available = lambda: False  # as on a machine without CUDA
         from handssca.__main__ import main

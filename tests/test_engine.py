@@ -33,19 +33,6 @@ LOSS_KEYS = ("loss", "loss_vertices", "loss_joints", "loss_pose", "loss_shape", 
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A project folder of its own (runs/, data/synth/) so nothing lands in the checkout."""
-    root = tmp_path_factory.mktemp("home")
-    old = os.environ.get("HANDSSCA_HOME")
-    os.environ["HANDSSCA_HOME"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("HANDSSCA_HOME", None)
-    else:
-        os.environ["HANDSSCA_HOME"] = old
-
-
-@pytest.fixture(scope="module")
 def data_root(home):
     """Synthetic FreiHAND-style data of the smoke profile, generated once through the engine."""
     from handssca.engine.datasets import ensure_synthetic, synth_root

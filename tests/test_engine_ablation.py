@@ -3,25 +3,12 @@ chapters that need the same runs, scored per seed."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from handssca.data.synth.ho3d import sequence_plan
 from handssca.engine import TABLE_VARIANTS, ablation_table, evaluate_variants, train_variants
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    root = tmp_path_factory.mktemp("home")
-    old = os.environ.get("HANDSSCA_HOME")
-    os.environ["HANDSSCA_HOME"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("HANDSSCA_HOME", None)
-    else:
-        os.environ["HANDSSCA_HOME"] = old
 
 
 @pytest.fixture(scope="module")

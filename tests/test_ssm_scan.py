@@ -12,6 +12,7 @@ import torch
 from handssca.ssm import available_backends, selective_scan, selective_scan_grouped
 from handssca.ssm.chunked_scan import block_pieces, plan_chunks, selective_scan_chunked
 from handssca.ssm.scan import selective_scan_reference
+from support import MAMBA_IMPORT_SPY
 
 F64 = torch.float64
 
@@ -183,15 +184,7 @@ def test_dispatcher_defaults_to_chunked_on_cpu_and_validates():
 
 def test_cpu_scan_never_imports_mamba_ssm():
     # a finder placed first on sys.meta_path records every attempt to import mamba_ssm
-    code = textwrap.dedent("""
-        import sys
-        attempts = []
-        class Spy:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "mamba_ssm":
-                    attempts.append(name)
-                return None
-        sys.meta_path.insert(0, Spy())
+    code = MAMBA_IMPORT_SPY + textwrap.dedent("""
         import torch
         import handssca.ssm as ssm
         u = torch.randn(1, 4, 8); B = torch.randn(1, 2, 3, 8)

@@ -88,13 +88,24 @@ def predict_dataset(model, ds, device, batch_size: int = 32, num_workers: int = 
         wrist = j[:, :1]
         acc["joints"].append((j - wrist).cpu().numpy())
         acc["vertices"].append((out["vertices"].float() - wrist).cpu().numpy())
-        acc["gt_joints"].append(batch["joints3d"].numpy())
-        acc["gt_vertices"].append(batch["vertices"].numpy())
-        acc["root"].append(batch["root"].numpy())
-        acc["index"].append(batch["index"].numpy())
-        acc["is_left"].append(np.asarray(batch["is_left"], dtype=bool).reshape(-1))
-        acc["has_3d"].append(np.asarray(batch["has_3d"], dtype=bool).reshape(-1))
-        ids.extend(batch["sample_id"])
+        _append_sample_fields(acc, ids, batch)
+    return _in_dataset_order(acc, ids)
+
+
+def _append_sample_fields(acc: Dict[str, list], ids: list, batch: dict) -> None:
+    """Append a batch's targets and bookkeeping fields (index, gt joints / vertices, root,
+    is_left, has_3d, sample ids) to the lists of ``acc`` and ``ids``."""
+    acc["index"].append(batch["index"].numpy())
+    acc["gt_joints"].append(batch["joints3d"].numpy())
+    acc["gt_vertices"].append(batch["vertices"].numpy())
+    acc["root"].append(batch["root"].numpy())
+    acc["is_left"].append(np.asarray(batch["is_left"], dtype=bool).reshape(-1))
+    acc["has_3d"].append(np.asarray(batch["has_3d"], dtype=bool).reshape(-1))
+    ids.extend(batch["sample_id"])
+
+
+def _in_dataset_order(acc: Dict[str, list], ids: list) -> Dict[str, np.ndarray]:
+    """Concatenate the gathered batches and sort every field by the dataset index."""
     res = {k: np.concatenate(v) for k, v in acc.items()}
     order = np.argsort(res["index"], kind="stable")
     res = {k: v[order] for k, v in res.items()}
@@ -288,18 +299,8 @@ def _ground_truth_rows(ds) -> Dict[str, np.ndarray]:
     acc = {k: [] for k in ("index", "gt_joints", "gt_vertices", "root", "is_left", "has_3d")}
     ids = []
     for batch in loader:
-        acc["index"].append(batch["index"].numpy())
-        acc["gt_joints"].append(batch["joints3d"].numpy())
-        acc["gt_vertices"].append(batch["vertices"].numpy())
-        acc["root"].append(batch["root"].numpy())
-        acc["is_left"].append(np.asarray(batch["is_left"], dtype=bool).reshape(-1))
-        acc["has_3d"].append(np.asarray(batch["has_3d"], dtype=bool).reshape(-1))
-        ids.extend(batch["sample_id"])
-    res = {k: np.concatenate(v) for k, v in acc.items()}
-    order = np.argsort(res["index"], kind="stable")
-    res = {k: v[order] for k, v in res.items()}
-    res["sample_id"] = np.asarray(ids, dtype=object)[order]
-    return res
+        _append_sample_fields(acc, ids, batch)
+    return _in_dataset_order(acc, ids)
 
 
 # ----------------------------------------------------------------------------------------------
