@@ -180,11 +180,15 @@ def test_fast_path_equals_the_reference_backend_on_the_whole_block(channel_selec
     block = SSCABlock(16, 4, 5, d_state=16, expand=2, dt_rank=4, channel_select=channel_select)
     x = torch.randn(2, 16, 4, 5)
     with torch.no_grad():
-        fast = block(x)  # the grouped layout, chunked scan, no autograd
+        fast = {}
+        for name in ("chunked", "fused"):  # the grouped layout, no autograd
+            _set_backend(block, name)
+            fast[name] = block(x)
         _set_backend(block, "reference")
         ref = block(x)  # mamba-ssm's layout through the sequential reference scan
-    assert fast.shape == x.shape and fast.is_contiguous(memory_format=torch.channels_last)
-    assert _rel(fast, ref) <= 1e-5
+    for y in fast.values():
+        assert y.shape == x.shape and y.is_contiguous(memory_format=torch.channels_last)
+        assert _rel(y, ref) <= 1e-5
     # with autograd (in fp64, where sums of many terms keep their digits): values and the
     # gradients of the input and of every parameter
     block, x = block.double(), x.double()
@@ -216,7 +220,7 @@ def test_block_in_image_groups_equals_one_pass(monkeypatch):
 
 def test_scan_plane_equals_the_channels_first_path():
     # CrossScanS6.scan_plane (grouped layout) and .forward (mamba-ssm's layout) on the same
-    # weights and the same chunked scan: the data flow before and after, for both projection
+    # weights and the same (default) scan: the data flow before and after, for both projection
     # forms (dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj)
     torch.manual_seed(1)
     for d, rank in ((6, 4), (24, 4)):

@@ -26,15 +26,15 @@ def test_bench_scan_writes_figures_for_each_backend(tmp_path, monkeypatch, capsy
     assert payload["hardware"]["cpu_count"] >= 1 and "peak" in payload["memory_method"]
     rows = payload["results"]
     assert [(r["shape"], r["backend"]) for r in rows] == [
-        ("spatial", "reference"), ("spatial", "chunked"),
-        ("channel", "reference"), ("channel", "chunked")]
+        ("spatial", "reference"), ("spatial", "chunked"), ("spatial", "fused"),
+        ("channel", "reference"), ("channel", "chunked"), ("channel", "fused")]
     for r in rows:
         assert r["fwd_s"] > 0 and r["fwd_bwd_s"] > 0 and len(r["fwd_times_s"]) == 2
         assert r["fwd_peak_bytes"] > 0 and r["fwd_bwd_peak_bytes"] > r["fwd_peak_bytes"]
         assert r["speedup_fwd"] == pytest.approx(
-            rows[0 if r["shape"] == "spatial" else 2]["fwd_s"] / r["fwd_s"])
+            rows[0 if r["shape"] == "spatial" else 3]["fwd_s"] / r["fwd_s"])
     printed = capsys.readouterr().out
-    assert "speed-up" in printed and "chunked" in printed
+    assert "speed-up" in printed and "chunked" in printed and "fused" in printed
 
 
 def test_bench_scan_refuses_unknown_backends(tmp_path, capsys):

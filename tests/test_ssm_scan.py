@@ -9,10 +9,12 @@ import textwrap
 import pytest
 import torch
 
-from handssca.ssm import available_backends, selective_scan, selective_scan_grouped
+from handssca.ssm import (available_backends, resolve_backend, selective_scan,
+                          selective_scan_grouped)
 from handssca.ssm.chunked_scan import block_pieces, plan_chunks, selective_scan_chunked
 from handssca.ssm.scan import selective_scan_reference
-from support import MAMBA_IMPORT_SPY
+from support import (MAMBA_IMPORT_SPY, assert_close_rel, grouped_by_reference,
+                     grouped_inputs)
 
 F64 = torch.float64
 
@@ -54,12 +56,6 @@ def run_both(inp, fast_kwargs, **flags):
         results.append((y.detach(), None if h is None else h.detach(),
                         dict(zip(leaves, grads))))
     return results
-
-
-def assert_close_rel(actual, expected, rel, what):
-    scale = expected.abs().max().item()
-    err = (actual - expected).abs().max().item()
-    assert err <= rel * max(scale, 1e-30), f"{what}: max error {err:.3g} vs scale {scale:.3g}"
 
 
 # (fast kwargs, description): several blocks with one sub-chunk each; several blocks of several
@@ -168,14 +164,18 @@ def test_chunked_keeps_no_full_state_for_backward():
     assert sum(saved) < b * d * l * n, f"{sum(saved)} numbers saved in all"
 
 
-def test_dispatcher_defaults_to_chunked_on_cpu_and_validates():
+def test_dispatcher_defaults_to_fused_on_cpu_and_validates():
     inp = make_inputs(groups=(2, 2), dtype=torch.float32)
     args = [inp[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")]
-    assert {"reference", "chunked"} <= set(available_backends("cpu"))
+    # this project's machines have a C compiler, so the fused kernel builds and is the default
+    assert {"reference", "chunked", "fused"} <= set(available_backends("cpu"))
     assert "mamba" not in available_backends("cpu")
+    assert "fused" not in available_backends("cuda")
+    assert resolve_backend(None, "cpu") == "fused"
+    assert resolve_backend(None, "cuda") != "fused"
     y_default = selective_scan(*args, delta_softplus=True)
-    y_chunked = selective_scan(*args, delta_softplus=True, backend="chunked")
-    assert torch.equal(y_default, y_chunked)
+    y_fused = selective_scan(*args, delta_softplus=True, backend="fused")
+    assert torch.equal(y_default, y_fused)
     with pytest.raises(ValueError, match="unknown scan backend"):
         selective_scan(*args, backend="nope")
     with pytest.raises(ValueError, match="CUDA tensors only"):
@@ -248,35 +248,6 @@ def test_block_pieces_cover_the_sequence_in_whole_sub_chunks():
         for s0, e0, t in pieces:
             assert 1 <= t <= T and (e0 - s0) % t == 0 and e0 - s0 <= T * nc
             assert t == T or (e0 - s0) == t  # a shorter sub-chunk is a piece of its own
-
-
-def grouped_inputs(g=3, b=2, L=29, dg=4, n=5, dtype=F64, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=gen, dtype=dtype)
-
-    return dict(u=r(g, b, L, dg), delta=r(g, b, L, dg) * 0.5 - 1.0,
-                A=-(torch.rand(g, dg, n, generator=gen, dtype=dtype) * 2 + 0.05),
-                B=r(g, b, L, n), C=r(g, b, L, n), D=r(g, dg), delta_bias=r(g, dg) * 0.3)
-
-
-def grouped_by_reference(inp, **flags):
-    """The grouped layout through the reference: (G, b, L, Dg) -> (b, G*Dg, L), B and C as
-    (b, G, N, L) groups."""
-    g, b, L, dg = inp["u"].shape
-    n = inp["A"].shape[-1]
-
-    def flat(x):  # (G, b, L, k) -> (b, G*k, L)
-        return x.permute(1, 0, 3, 2).reshape(b, -1, L)
-
-    out = selective_scan_reference(
-        flat(inp["u"]), flat(inp["delta"]), inp["A"].reshape(g * dg, n),
-        flat(inp["B"]).view(b, g, n, L), flat(inp["C"]).view(b, g, n, L), inp["D"].reshape(-1),
-        None, inp["delta_bias"].reshape(-1), **flags)
-    y, h = out if flags.get("return_last_state") else (out, None)
-    y = y.view(b, g, dg, L).permute(1, 0, 3, 2)
-    return y, (None if h is None else h.view(b, g, dg, n).transpose(0, 1))
 
 
 @pytest.mark.parametrize("plan", [dict(block_elems=3 * 2 * 4 * 5 * 6, chunk_len=4), dict()],

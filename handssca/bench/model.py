@@ -101,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..hand import load_hand_model
     from ..models import build_attention, build_model
+    from ..ssm import resolve_backend
 
     device = torch.device(args.device)
     if args.clock == "cpu" and device.type == "cuda":
@@ -154,8 +155,9 @@ def run(args) -> int:
     met = {k: ratios[k] <= v for k, v in TARGETS.items()}
 
     hw = hardware_info()
-    print(f"bench model: input {s} x {s}, device {device}, scan backend "
-          f"{args.scan_backend or 'automatic'}, torch threads {hw['torch_threads']}, "
+    backend = resolve_backend(args.scan_backend, device)
+    print(f"bench model: input {s} x {s}, device {device}, scan backend {backend}"
+          f"{'' if args.scan_backend else ' (automatic)'}, torch threads {hw['torch_threads']}, "
           f"{'process CPU' if args.clock == 'cpu' else 'wall-clock'} time, "
           f"{warmup} warm-up + {repeats} interleaved rounds (batch 8: {repeats8}); "
           "'/ trunk': min time / min trunk time ('median': median of per-round ratios)")
@@ -182,7 +184,7 @@ def run(args) -> int:
           f"whole / trunk = {ratios['whole_over_trunk']:.2f} (target <= "
           f"{TARGETS['whole_over_trunk']}: {'met' if met['whole_over_trunk'] else 'NOT met'})")
     payload = {"benchmark": "model", "input_size": s, "device": str(device),
-               "scan_backend": args.scan_backend, "warmup": warmup, "repeats": repeats,
+               "scan_backend": backend, "scan_backend_asked": args.scan_backend, "warmup": warmup, "repeats": repeats,
                "repeats_batch8": repeats8, "quick": bool(args.quick), "clock": args.clock,
                "times": results, "ratios": ratios, "ratios_median": ratios_median,
                "ratio_method": "min time / min trunk time; ratios_median: median of per-round "

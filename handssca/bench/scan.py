@@ -11,7 +11,8 @@ The shapes are those the SSCA block (Section 3.3, Fig. 3) scans, 4 scan orders e
 Inputs follow Mamba's initialisation (A = -(1..N), Delta = softplus(delta + delta_bias) in about
 [0.001, 0.1], D = 1) and the call VMamba's SS2D makes (D, delta_bias, delta_softplus, no z).
 Forward is timed under ``torch.no_grad()``; forward+backward computes the gradients of every
-input. Each figure is the median of the repeats after warm-up runs; the backends' repeats are
+input. The ``fused`` backend is an inference kernel: with gradients it runs the chunked scan, so
+its forward+backward figures are the chunked scan's (measured again, not copied). Each figure is the median of the repeats after warm-up runs; the backends' repeats are
 interleaved, so that they share whatever else the machine is doing at the time.
 
 Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the call.
@@ -59,8 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16",
                                                           "float16"])
     p.add_argument("--backends", default=None,
-                   help="comma-separated backends (default: CPU reference,chunked; CUDA "
-                        "mamba,chunked)")
+                   help="comma-separated backends (default: CPU reference,chunked,fused; "
+                        "CUDA mamba,chunked)")
     p.add_argument("--batch", default=None,
                    help="comma-separated batch sizes (default: 1,2 on CPU, 32 on CUDA)")
     p.add_argument("--shapes", default="spatial,channel", help="comma-separated: spatial,channel")
@@ -181,7 +182,7 @@ def run(args) -> int:
     if args.backends:
         backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     else:
-        backends = ["mamba", "chunked"] if on_cuda else ["reference", "chunked"]
+        backends = ["mamba", "chunked"] if on_cuda else ["reference", "chunked", "fused"]
     usable = available_backends(device)
     unknown = [b for b in backends if b not in _BACKENDS]
     if unknown:

@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ssm import (cross_merge, cross_merge_planes, cross_scan, cross_scan_planes,
-                   resolve_backend, selective_scan, selective_scan_grouped)
+                   grouped_scan, selective_scan)
 
 Tensor = torch.Tensor
 
@@ -126,8 +126,8 @@ class CrossScanS6(nn.Module):
     One grouped scan call for the four orders. :meth:`forward` takes channels-first planes and
     calls :func:`handssca.ssm.selective_scan` in mamba-ssm's layout: u (B, 4d, L), B and C
     (B, 4, N, L), A (4d, N), D and delta_bias (4d,), softplus on delta. :meth:`scan_plane`,
-    which the SSCA block calls, takes channels-last planes and, with the package's chunked
-    scan, works in the grouped layout (4, B, L, d) from start to end: the orders are built by
+    which the SSCA block calls, takes channels-last planes and, with the package's chunked or
+    fused scan, works in the grouped layout (4, B, L, d) from start to end: the orders are built by
     copying whole d-vectors, the projections of the four orders are computed together (one
     batched product with dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj
     product and one batched dt_proj), and no transposed copy of a sequence is made (with other
@@ -182,14 +182,15 @@ class CrossScanS6(nn.Module):
     def scan_plane(self, x: Tensor) -> Tensor:
         """x (B, P, Q, d), a channels-last plane P x Q with d channels -> (B, P, Q, d).
 
-        The same function as :meth:`forward` (up to the layout); on the package's chunked scan
-        it runs in the grouped layout (see the class docstring), else it calls :meth:`forward`.
+        The same function as :meth:`forward` (up to the layout); on the package's chunked and
+        fused scans it runs in the grouped layout (see the class docstring), else it calls :meth:`forward`.
         """
         b, p, q, d = x.shape
         if d != self.d:
             raise ValueError(f"expected {self.d} SSM channels last, got input of shape "
                              f"{tuple(x.shape)}")
-        if resolve_backend(self.scan_backend, x.device) != "chunked":
+        scan = grouped_scan(self.scan_backend, x.device)
+        if scan is None:  # a backend in mamba-ssm's layout only
             return self.forward(x.permute(0, 3, 1, 2)).view(b, d, p, q).permute(0, 2, 3, 1)
         L, R, N = p * q, self.dt_rank, self.d_state
         xs = cross_scan_planes(x)  # (4, B, L, d)
@@ -213,7 +214,7 @@ class CrossScanS6(nn.Module):
             dts = torch.bmm(dts.reshape(K, b * L, R), self.dt_proj_weight.transpose(1, 2))
         # A_log, D and the dt bias are used in fp32 (or fp64) whatever the module's dtype (Mamba)
         A = -torch.exp(_at_least_fp32(self.A_log)).view(K, d, N)
-        y = selective_scan_grouped(
+        y = scan(
             xs.view(K, b, L, d), dts.view(K, b, L, d), A, Bs.view(K, b, L, N),
             Cs.view(K, b, L, N), _at_least_fp32(self.D).view(K, d),
             delta_bias=_at_least_fp32(self.dt_proj_bias), delta_softplus=True)

@@ -21,17 +21,20 @@ Glossary (variable name -> paper symbol):
 
 Modules: :mod:`~handssca.ssm.discretise` (Eq. 1-3: zero-order hold, the first-order B-bar, the
 recurrent and convolutional views of an LTI SSM), :mod:`~handssca.ssm.scan` (the selective scan
-and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend),
+and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend, the one
+that trains), :mod:`~handssca.ssm.fused_scan` (the compiled inference loop, the CPU default),
 :mod:`~handssca.ssm.cross_scan` (the four scan orders over a plane, in mamba-ssm's layout and in the
 grouped layout of :func:`~handssca.ssm.chunked_scan.selective_scan_grouped`).
 """
-from .scan import selective_scan, available_backends, resolve_backend
+from .scan import selective_scan, available_backends, resolve_backend, grouped_scan
 from .chunked_scan import selective_scan_grouped
+from .fused_scan import selective_scan_grouped_fused, fused_available
 from .cross_scan import cross_scan, cross_merge, cross_scan_planes, cross_merge_planes, SCAN_ORDERS
 from .discretise import (discretise, zoh, zoh_diagonal, first_order, ssm_kernel, run_recurrent,
                          run_convolutional)
 
-__all__ = ["selective_scan", "available_backends", "resolve_backend", "selective_scan_grouped",
+__all__ = ["selective_scan", "available_backends", "resolve_backend", "grouped_scan",
+           "selective_scan_grouped", "selective_scan_grouped_fused", "fused_available",
            "cross_scan", "cross_merge", "cross_scan_planes", "cross_merge_planes", "SCAN_ORDERS",
            "discretise", "zoh", "zoh_diagonal", "first_order", "ssm_kernel", "run_recurrent",
            "run_convolutional"]

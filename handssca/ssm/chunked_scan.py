@@ -493,20 +493,15 @@ def _groups_common(mB: Tensor, mC: Tensor, d: int) -> Tuple[Tensor, Tensor]:
     return mB, mC
 
 
-@_eager_only
-def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
-                           delta_softplus=False, return_last_state=False, *,
-                           block_elems: Optional[int] = None, chunk_len: Optional[int] = None):
-    """The selective scan (Eq. 2-3; Mamba Alg. 2) by the chunked algorithm of this module.
-
-    Shapes as :func:`handssca.ssm.selective_scan`: u, delta, z (batch, D, L); A (D, N);
-    B, C (batch, N, L) or (batch, G, N, L); D, delta_bias (D,). Returns out (batch, D, L) in u's
-    dtype, and h_L (batch, D, N) when ``return_last_state``. Computes in float64 for float64
-    input and in float32 otherwise, like the reference. Differentiable in every tensor input.
+def mamba_layout(grouped_scan, u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                 delta_softplus=False, return_last_state=False, **kwargs):
+    """Run ``grouped_scan`` (a scan in the grouped layout, :func:`selective_scan_grouped`'s
+    contract) on inputs in mamba-ssm's layout: u, delta, z (batch, D, L); A (D, N); B, C
+    (batch, N, L) or (batch, G, N, L); D, delta_bias (D,). Returns out (batch, D, L) in u's
+    dtype, and h_L (batch, D, N) when ``return_last_state``; ``kwargs`` go to ``grouped_scan``.
 
     The inputs are copied once to the grouped layout (time-major in memory, by 2D transposes)
-    and the output back; :func:`selective_scan_grouped` does the rest. ``block_elems`` and
-    ``chunk_len`` override :func:`plan_chunks` (tests, benchmarks).
+    and the output back; the gate y * SiLU(z) is applied here.
     """
     dtype_in = u.dtype
     cd = torch.float64 if u.dtype == torch.float64 else torch.float32
@@ -520,15 +515,35 @@ def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     def grouped(x: Tensor, k: int) -> Tensor:  # (b, g*k, L) -> (G, b, L, k), time-major memory
         return _time_major(x).view(l, b, g, k).permute(2, 1, 0, 3)
 
-    y, h = selective_scan_grouped(
+    y, h = grouped_scan(
         grouped(u, dg), grouped(delta, dg), A.reshape(g, dg, n),
         grouped(mB.reshape(b, g * n, l), n), grouped(mC.reshape(b, g * n, l), n),
         None if D is None else D.to(cd).reshape(g, dg),
         None if delta_bias is None else delta_bias.to(cd).reshape(g, dg),
-        delta_softplus, True, block_elems=block_elems, chunk_len=chunk_len)
-    # back to (b, D, L) by one 2D transpose; y is time-major in memory, (L, b, G, Dg)
+        delta_softplus, True, **kwargs)
+    # back to (b, D, L) by one 2D transpose of the (L, b, G, Dg) order
     y = y.permute(2, 1, 0, 3).reshape(l, b * d).t().contiguous().view(b, d, l)
     if z is not None:
         y = y * F.silu(z.to(cd))
     y = y.to(dtype_in)
     return (y, h.permute(1, 0, 2, 3).reshape(b, d, n)) if return_last_state else y
+
+
+@_eager_only
+def selective_scan_chunked(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                           delta_softplus=False, return_last_state=False, *,
+                           block_elems: Optional[int] = None, chunk_len: Optional[int] = None):
+    """The selective scan (Eq. 2-3; Mamba Alg. 2) by the chunked algorithm of this module.
+
+    Shapes as :func:`handssca.ssm.selective_scan`: u, delta, z (batch, D, L); A (D, N);
+    B, C (batch, N, L) or (batch, G, N, L); D, delta_bias (D,). Returns out (batch, D, L) in u's
+    dtype, and h_L (batch, D, N) when ``return_last_state``. Computes in float64 for float64
+    input and in float32 otherwise, like the reference. Differentiable in every tensor input.
+
+    :func:`mamba_layout` copies the inputs once to the grouped layout and the output back;
+    :func:`selective_scan_grouped` does the rest. ``block_elems`` and ``chunk_len`` override
+    :func:`plan_chunks` (tests, benchmarks).
+    """
+    return mamba_layout(selective_scan_grouped, u, delta, A, B, C, D, z, delta_bias,
+                        delta_softplus, return_last_state, block_elems=block_elems,
+                        chunk_len=chunk_len)

@@ -15,9 +15,14 @@ Backends:
 ``chunked``
     the same recurrence as a two-level chunked scan in pure PyTorch, with a backward that
     recomputes states block by block (:mod:`handssca.ssm.chunked_scan`): exact, memory bounded
-    by a block, 10-20x faster than ``reference`` on a CPU. The default off CUDA. Its grouped
+    by a block, 10-20x faster than ``reference`` on a CPU; the training path off CUDA. Its grouped
     entry point :func:`~handssca.ssm.chunked_scan.selective_scan_grouped` takes the layout the
     SSCA block produces without copies.
+``fused``
+    the recurrence as one compiled C loop per sequence (:mod:`handssca.ssm.fused_scan`),
+    built on first use with the machine's C compiler: for inference, several times faster than
+    ``chunked``; with gradients it hands the call to ``chunked``. The default off CUDA where it
+    can be built, else ``chunked``.
 ``mamba``
     mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
     tensors and mamba-ssm is installed.
@@ -30,7 +35,8 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from .chunked_scan import selective_scan_chunked
+from .chunked_scan import selective_scan_chunked, selective_scan_grouped
+from .fused_scan import fused_available, selective_scan_fused, selective_scan_grouped_fused
 
 Tensor = torch.Tensor
 
@@ -137,11 +143,21 @@ def _mamba_backend(u, delta, A, B, C, D=None, z=None, delta_bias=None,
 _BACKENDS: Dict[str, Callable] = {
     "reference": selective_scan_reference,
     "chunked": selective_scan_chunked,
+    "fused": selective_scan_fused,
     "mamba": _mamba_backend,
 }
-# The chunked scan equals the reference (tests/test_ssm_chunked.py) and is an order of magnitude
-# faster; the reference stays the oracle and the teaching version.
-_DEFAULT_CPU = "chunked"
+#: the backends that also take the grouped layout (G, batch, L, Dg) of the SSCA block
+_GROUPED: Dict[str, Callable] = {
+    "chunked": selective_scan_grouped,
+    "fused": selective_scan_grouped_fused,
+}
+# The chunked and fused scans equal the reference (tests/test_ssm_scan.py,
+# tests/test_ssm_fused.py) and are one and two orders of magnitude faster; the reference stays
+# the oracle and the teaching version.
+
+
+def _default_cpu() -> str:
+    return "fused" if fused_available() else "chunked"
 
 
 @functools.lru_cache(maxsize=None)
@@ -154,9 +170,13 @@ def _mamba_available() -> bool:
 
 
 def available_backends(device: Optional[torch.device] = None) -> list:
-    """Names of the backends that can run here, or on ``device`` when given (``mamba`` only on
-    CUDA with mamba-ssm installed; asking never imports mamba-ssm on a machine without CUDA)."""
-    names = [k for k in _BACKENDS if k != "mamba"]
+    """Names of the backends that can run here, or on ``device`` when given (``fused`` only on
+    the CPU where its kernel builds; ``mamba`` only on CUDA with mamba-ssm installed; asking
+    never imports mamba-ssm on a machine without CUDA)."""
+    names = [k for k in _BACKENDS if k not in ("mamba", "fused")]
+    on_cpu = device is None or torch.device(device).type == "cpu"
+    if on_cpu and fused_available():
+        names.append("fused")
     on_cuda = device is None or torch.device(device).type == "cuda"
     if on_cuda and torch.cuda.is_available() and _mamba_available():
         names.append("mamba")
@@ -166,13 +186,24 @@ def available_backends(device: Optional[torch.device] = None) -> list:
 def resolve_backend(backend: Optional[str], device) -> str:
     """The backend that :func:`selective_scan` uses with ``backend`` for tensors on ``device``:
     ``backend`` itself when named (checked), else ``mamba`` on CUDA when mamba-ssm is installed
-    and ``chunked`` otherwise (mamba-ssm is looked for on CUDA devices only)."""
+    and otherwise ``fused`` where its kernel builds, else ``chunked`` (mamba-ssm is looked for
+    on CUDA devices only; on CUDA without it, ``chunked``)."""
     if backend is None:
-        on_cuda = torch.device(device).type == "cuda" and torch.cuda.is_available()
-        return "mamba" if (on_cuda and _mamba_available()) else _DEFAULT_CPU
+        kind = torch.device(device).type
+        if kind == "cuda" and torch.cuda.is_available() and _mamba_available():
+            return "mamba"
+        return _default_cpu() if kind == "cpu" else "chunked"
     if backend not in _BACKENDS:
         raise ValueError(f"unknown scan backend {backend!r}; expected one of {sorted(_BACKENDS)}")
     return backend
+
+
+def grouped_scan(backend: Optional[str], device) -> Optional[Callable]:
+    """The grouped-layout scan (:func:`~handssca.ssm.chunked_scan.selective_scan_grouped`'s
+    contract: u, delta (G, batch, L, Dg), B, C (G, batch, L, N)) of the backend that
+    :func:`resolve_backend` gives for ``backend`` on ``device``, or None when that backend takes
+    mamba-ssm's layout only (``reference``, ``mamba``)."""
+    return _GROUPED.get(resolve_backend(backend, device))
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -189,8 +220,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         delta_bias: optional (D,) added to delta.
         delta_softplus: apply softplus to delta (+ bias).
         return_last_state: also return h_L, (batch, D, N).
-        backend: ``None`` (automatic: ``mamba`` on CUDA when installed, else the fast
-            pure-PyTorch backend), or one of :func:`available_backends`.
+        backend: ``None`` (automatic: ``mamba`` on CUDA when installed, ``fused`` on a CPU
+            where it builds, else ``chunked``), or one of :func:`available_backends`.
 
     Returns:
         out (batch, D, L) in u's dtype; with ``return_last_state``, (out, h_L).

@@ -1,0 +1,261 @@
+"""The selective scan of Eq. 2-3 as one compiled loop: the fast inference backend on a CPU.
+
+The chunked backend (:mod:`handssca.ssm.chunked_scan`) is exact and an order of magnitude faster
+than the sequential reference, but in eager PyTorch every state update still costs about five
+passes over memory. The ``fused`` backend runs the recurrence as one C loop per sequence and
+channel tile (``csrc/selective_scan_cpu.c``): the tile's N x 64 states stay in the L1 cache,
+each input is read once and each output written once, and the compiler vectorises the loop over
+channels. It is compiled on first use with the machine's C compiler (``$CC``, else ``cc``) and
+cached; it is loaded with :mod:`ctypes`, which releases the GIL, so the work items (group,
+sequence, channel tile) are split between ``torch.get_num_threads()`` Python threads.
+
+Scope: inference. With gradients (an input that requires one, under grad mode), and for state
+sizes above the kernel's ``N_MAX``, the call is handed to the chunked backend, whose custom
+backward recomputes states block by block; the numbers agree to rounding either way.
+
+Where it cannot be built (no C compiler, or ``HANDSSCA_FUSED_SCAN=0``), :func:`fused_available`
+is false, one warning says why, and :func:`handssca.ssm.resolve_backend` picks ``chunked``.
+
+Environment:
+
+``CC``                    the C compiler (default ``cc``)
+``HANDSSCA_KERNEL_DIR``   where compiled kernels are cached (default
+                          ``$XDG_CACHE_HOME/handssca/kernels``, else ``~/.cache/handssca/kernels``)
+``HANDSSCA_FUSED_SCAN``   ``0`` turns the backend off
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .chunked_scan import (_check_grouped, _eager_only, _needs_grad, mamba_layout,
+                           selective_scan_grouped)
+
+Tensor = torch.Tensor
+
+SOURCE = Path(__file__).with_name("csrc") / "selective_scan_cpu.c"
+#: compile flags, tried in order: the first for GCC and Clang on the machine's own instruction
+#: set; the second for compilers without -march=native. -ffast-math lets the compiler vectorise
+#: the softplus' exp and log1p; it is given when compiling only (see the source's header).
+COMPILE_FLAGS = (["-O3", "-march=native", "-ffast-math", "-fPIC"],
+                 ["-O3", "-ffast-math", "-fPIC"])
+LINK_FLAGS = ["-shared"]
+LIBS = ["-lm"]
+ENV_DISABLE = "HANDSSCA_FUSED_SCAN"
+ENV_CACHE = "HANDSSCA_KERNEL_DIR"
+
+
+class KernelBuildError(RuntimeError):
+    """The C kernel could not be compiled or loaded; the message has the compiler's output."""
+
+
+def cache_dir() -> Path:
+    """Folder of compiled kernels (``HANDSSCA_KERNEL_DIR``, else the user's cache folder)."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "handssca" / "kernels"
+
+
+def _cpu_signature() -> str:
+    """What the compiled code depends on besides the source and compiler: the CPU model and its
+    instruction-set flags (-march=native), so a cache shared between machines never hands one
+    machine another's binary."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags", "Features"))]
+        return "".join(sorted(set(lines)))
+    except OSError:
+        return platform.processor() + platform.machine()
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelBuildError(f"no C compiler: could not run {cc!r} ({exc}); install one "
+                               f"(e.g. gcc) or set CC") from exc
+    if out.returncode != 0:
+        raise KernelBuildError(f"C compiler {cc!r} --version failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def build_kernel(directory: Optional[Path] = None, compiler: Optional[str] = None) -> Path:
+    """Compile ``csrc/selective_scan_cpu.c`` into a shared library in ``directory`` (default
+    :func:`cache_dir`) and return its path; a library already built from the same source,
+    compiler and CPU is reused. Written atomically (temporary names, then a rename), so two
+    processes building at once, or a build killed half-way, never leave a broken library.
+    Raises :class:`KernelBuildError` with the compiler's messages when no flag set works."""
+    cc = compiler or os.environ.get("CC") or "cc"
+    if shutil.which(cc) is None:
+        raise KernelBuildError(f"no C compiler: {cc!r} is not on PATH; install one (e.g. gcc) "
+                               f"or set CC")
+    source = SOURCE.read_bytes()
+    version = _compiler_version(cc)
+    directory = Path(directory) if directory is not None else cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    errors: List[str] = []
+    for flags in COMPILE_FLAGS:
+        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                         _cpu_signature().encode()])).hexdigest()[:16]
+        lib = directory / f"selective_scan_cpu-{key}.so"
+        if lib.exists():
+            return lib
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
+            obj, so = Path(tmp) / "scan.o", Path(tmp) / "scan.so"
+            steps = ([cc, *flags, "-c", str(SOURCE), "-o", str(obj)],
+                     [cc, *LINK_FLAGS, str(obj), "-o", str(so), *LIBS])
+            for cmd in steps:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                if out.returncode != 0:
+                    errors.append(f"$ {' '.join(cmd)}\n{out.stderr.strip()}")
+                    break
+            else:
+                os.replace(so, lib)
+                return lib
+    raise KernelBuildError("could not compile the fused scan kernel " + str(SOURCE) + ":\n"
+                           + "\n".join(errors))
+
+
+def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    for name in ("handssca_scan_f32", "handssca_scan_f64"):
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = [i64] * 5 + [p, p, p, p, p, p, p, p, p, p, p, ctypes.c_int, p, p, i64, i64]
+    lib.handssca_scan_tile.restype = ctypes.c_int
+    lib.handssca_scan_n_max.restype = ctypes.c_int
+    return lib
+
+
+@functools.lru_cache(maxsize=None)
+def load_kernel() -> Optional[ctypes.CDLL]:
+    """The compiled kernel (built on first call), or None -- with one warning saying why --
+    where it cannot be built or is turned off with ``HANDSSCA_FUSED_SCAN=0``."""
+    if os.environ.get(ENV_DISABLE, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return _bind(ctypes.CDLL(str(build_kernel())))
+    except (KernelBuildError, OSError, AttributeError) as exc:
+        warnings.warn(f"the fused CPU selective scan is not available, so the chunked backend "
+                      f"is used ({exc})", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def fused_available() -> bool:
+    """Whether the ``fused`` backend can run here (compiles the kernel on first call)."""
+    return load_kernel() is not None
+
+
+_POOL: Optional[ThreadPoolExecutor] = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < workers:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="handssca-scan")
+        return _POOL
+
+
+def _strides(t: Tensor):
+    return (ctypes.c_int64 * 3)(*t.stride()[:3])
+
+
+def _inner_contiguous(t: Tensor) -> Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+@_eager_only
+def selective_scan_grouped_fused(u, delta, A, B, C, D=None, delta_bias=None,
+                                 delta_softplus=False, return_last_state=False, *,
+                                 threads: Optional[int] = None):
+    """The selective scan (Eq. 2-3; Mamba Alg. 2) of G groups, in the grouped layout, by the
+    compiled loop; same contract as :func:`handssca.ssm.chunked_scan.selective_scan_grouped`.
+
+    Args:
+        u, delta: (G, batch, L, Dg), any strides (copied when the channel axis is strided).
+        A: (G, Dg, N) real, <= 0.
+        B, C: (G, batch, L, N), any strides.
+        D, delta_bias: optional (G, Dg).
+        delta_softplus: apply softplus to delta (+ bias).
+        return_last_state: also return h_L, (G, batch, Dg, N).
+        threads: work threads (default ``torch.get_num_threads()``).
+
+    Returns:
+        y (G, batch, L, Dg) in u's dtype (computed in float64 for float64 input, else float32);
+        with ``return_last_state``, (y, h_L). With gradients, or N above the kernel's limit,
+        the chunked backend computes it (differentiable).
+    """
+    _check_grouped(u, delta, A, B, C, D, delta_bias)
+    params = [v for v in (D, delta_bias) if v is not None]
+    lib = load_kernel()
+    if lib is None:
+        raise RuntimeError("the 'fused' scan backend is not available here (it needs a C "
+                           "compiler; see handssca.ssm.fused_scan); use backend='chunked'")
+    if u.device.type != "cpu":
+        raise ValueError(f"the 'fused' scan backend runs on CPU tensors only; got u on "
+                         f"{u.device}")
+    if _needs_grad(u, delta, A, B, C, *params) or A.shape[2] > lib.handssca_scan_n_max():
+        return selective_scan_grouped(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                      return_last_state)
+    dtype_in = u.dtype
+    cd = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u, delta, B, C = (_inner_contiguous(v.to(cd)) for v in (u, delta, B, C))
+    A = A.to(cd).contiguous()
+    D = None if D is None else D.to(cd).contiguous()
+    delta_bias = None if delta_bias is None else delta_bias.to(cd).contiguous()
+    g, b, L, dg = u.shape
+    n = A.shape[2]
+    y = torch.empty(g, b, L, dg, dtype=cd)
+    h = torch.empty(g, b, dg, n, dtype=cd) if return_last_state else None
+    fn = lib.handssca_scan_f64 if cd == torch.float64 else lib.handssca_scan_f32
+    tile = lib.handssca_scan_tile()
+    items = g * b * -(-dg // tile)
+
+    def ptr(t: Optional[Tensor]):
+        return None if t is None else t.data_ptr()
+
+    def run(begin: int, end: int) -> None:
+        fn(g, b, L, dg, n, ptr(u), _strides(u), ptr(delta), _strides(delta), ptr(A),
+           ptr(B), _strides(B), ptr(C), _strides(C), ptr(D), ptr(delta_bias),
+           int(bool(delta_softplus)), ptr(y), ptr(h), begin, end)
+
+    workers = max(1, min(threads or torch.get_num_threads(), items))
+    if workers == 1:
+        run(0, items)
+    else:
+        bounds = [items * k // workers for k in range(workers + 1)]
+        futures = [_pool(workers).submit(run, s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
+        for f in futures:
+            f.result()
+    y = y.to(dtype_in)
+    return (y, h) if return_last_state else y
+
+
+@_eager_only
+def selective_scan_fused(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                         delta_softplus=False, return_last_state=False):
+    """The selective scan (Eq. 2-3; Mamba Alg. 2) with mamba-ssm's signature, by the compiled
+    loop (inference) or the chunked backend (with gradients).
+
+    Shapes as :func:`handssca.ssm.selective_scan`: u, delta, z (batch, D, L); A (D, N);
+    B, C (batch, N, L) or (batch, G, N, L); D, delta_bias (D,). Returns out (batch, D, L) in u's
+    dtype, and h_L (batch, D, N) when ``return_last_state``.
+    """
+    return mamba_layout(selective_scan_grouped_fused, u, delta, A, B, C, D, z, delta_bias,
+                        delta_softplus, return_last_state)

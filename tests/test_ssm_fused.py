@@ -1,0 +1,171 @@
+"""The fused (compiled) selective scan equals the sequential reference (Eq. 2-3), builds once,
+fails over clearly, and hands gradients to the chunked scan."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from handssca.ssm import fused_scan, selective_scan, selective_scan_grouped
+from handssca.ssm.fused_scan import (KernelBuildError, build_kernel, selective_scan_fused,
+                                     selective_scan_grouped_fused)
+from handssca.ssm.scan import selective_scan_reference
+from support import assert_close_rel, grouped_by_reference, grouped_inputs
+
+
+def strided_bc(inp):
+    """B and C as views into one (G, b, L, 2N) tensor (as the SSCA block's projection gives)."""
+    bc = torch.cat([inp["B"], inp["C"]], dim=-1)
+    n = inp["B"].shape[-1]
+    return dict(inp, B=bc[..., :n], C=bc[..., n:])
+
+
+# Dg = 70 is one full channel tile (64) and a ragged one; Dg = 3 a lone short tile; N = 16 is
+# HandSSCA's state size, N = 5 an odd one; L = 1 a single step.
+SHAPES = [dict(g=3, b=2, L=29, dg=70, n=16), dict(g=2, b=1, L=41, dg=3, n=5),
+          dict(g=1, b=3, L=1, dg=8, n=16)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
+@pytest.mark.parametrize("optional", [True, False], ids=["D+bias+softplus", "bare"])
+def test_fused_grouped_equals_reference_fp64(shape, optional):
+    inp = strided_bc(grouped_inputs(**shape))
+    if not optional:
+        inp = dict(inp, D=None, delta_bias=None)
+        inp["delta"] = inp["delta"].abs()  # Delta > 0 without the softplus
+    flags = dict(delta_softplus=optional, return_last_state=True)
+    with torch.no_grad():
+        y, h = selective_scan_grouped_fused(*inp.values(), **flags)
+        y0, h0 = grouped_by_reference(inp, **flags)
+    assert y.dtype == torch.float64 and y.shape == y0.shape and h.shape == h0.shape
+    assert_close_rel(y, y0, 1e-12, "out")
+    assert_close_rel(h, h0, 1e-12, "last state")
+
+
+def test_fused_fp32_at_ssca_channel_length_and_threads():
+    # the channel branch's sequence length (16384 steps), fp32 against the fp64 reference; the
+    # work split over 1 or 3 threads gives the same bits
+    inp = strided_bc(grouped_inputs(g=2, b=1, L=16384, dg=32, n=16, dtype=torch.float32))
+    with torch.no_grad():
+        y1 = selective_scan_grouped_fused(*inp.values(), delta_softplus=True, threads=1)
+        y3 = selective_scan_grouped_fused(*inp.values(), delta_softplus=True, threads=3)
+        y0, _ = grouped_by_reference({k: v.double() for k, v in inp.items()},
+                                     delta_softplus=True)
+    assert y1.dtype == torch.float32
+    assert torch.equal(y1, y3)
+    assert_close_rel(y1.double(), y0, 1e-5, "fp32 out")
+
+
+def test_fused_extreme_steps_stay_finite():
+    # Delta A down to about -700 per step (exp underflows): the decay is floored at 2^-126, the
+    # old state is forgotten, nothing overflows
+    inp = grouped_inputs(g=1, b=1, L=60, dg=5, n=4, dtype=torch.float32)
+    inp["delta"] = torch.linspace(-20.0, 30.0, 60).view(1, 1, 60, 1).expand(1, 1, 60, 5)
+    inp["A"] = -torch.full((1, 5, 4), 25.0)
+    with torch.no_grad():
+        y = selective_scan_grouped_fused(*inp.values(), delta_softplus=True)
+        y0, _ = grouped_by_reference({k: v.double() for k, v in inp.items()},
+                                     delta_softplus=True)
+    assert torch.isfinite(y).all()
+    assert_close_rel(y.double(), y0, 1e-5, "out")
+
+
+def test_fused_mamba_signature_equals_reference_with_gate():
+    g = torch.Generator().manual_seed(3)
+    b, d, L, n = 2, 8, 33, 16
+    u, z = torch.randn(b, d, L, generator=g), torch.randn(b, d, L, generator=g)
+    delta = torch.randn(b, d, L, generator=g) * 0.5 - 1
+    A = -(torch.rand(d, n, generator=g) + 0.1)
+    for B in (torch.randn(b, n, L, generator=g), torch.randn(b, 4, n, L, generator=g)):
+        C = torch.randn(B.shape, generator=g)
+        args = (u, delta, A, B, C, torch.randn(d, generator=g), z, torch.randn(d, generator=g))
+        y, h = selective_scan(*args, delta_softplus=True, return_last_state=True,
+                              backend="fused")
+        y0, h0 = selective_scan_reference(*(a.double() for a in args), delta_softplus=True,
+                                          return_last_state=True)
+        assert_close_rel(y.double(), y0, 1e-5, "out")
+        assert_close_rel(h.double(), h0, 1e-5, "last state")
+
+
+def test_fused_hands_gradients_to_the_chunked_scan():
+    inp = grouped_inputs(g=2, b=1, L=20, dg=6, n=4)
+    grads = []
+    for fn in (selective_scan_grouped_fused, selective_scan_grouped):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
+        y = fn(*leaves.values(), delta_softplus=True)
+        assert y.requires_grad
+        grads.append(torch.autograd.grad(y.square().sum(), list(leaves.values())))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_fused_rejects_bad_input_with_names():
+    inp = grouped_inputs(g=2, b=1, L=10, dg=4, n=3, dtype=torch.float32)
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan_grouped_fused(*dict(inp, B=inp["B"][:, :, :5]).values())
+    with pytest.raises(ValueError, match="A must be"):
+        selective_scan_grouped_fused(*dict(inp, A=inp["A"][:1]).values())
+
+
+def test_build_is_cached_and_atomic(tmp_path):
+    lib = build_kernel(tmp_path)
+    stamp = lib.stat().st_mtime_ns
+    assert build_kernel(tmp_path) == lib and lib.stat().st_mtime_ns == stamp  # reused
+    # no temporary build folder or object file is left beside the library
+    assert sorted(p.name for p in tmp_path.iterdir()) == [lib.name]
+
+
+def test_build_without_compiler_names_it(tmp_path):
+    with pytest.raises(KernelBuildError, match="no C compiler.*no-such-cc"):
+        build_kernel(tmp_path, compiler="no-such-cc")
+    bad = tmp_path / "cc-that-fails"
+    bad.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo fake 1.0; exit 0; fi\n"
+                   "echo 'error: broken compiler' >&2\nexit 1\n")
+    bad.chmod(0o755)
+    with pytest.raises(KernelBuildError, match="broken compiler"):
+        build_kernel(tmp_path / "cache", compiler=str(bad))
+
+
+def _python(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, **env))
+
+
+def test_without_compiler_the_default_is_chunked_with_one_warning(tmp_path):
+    res = _python("""
+        import warnings, torch
+        warnings.simplefilter("always")
+        from handssca.ssm import available_backends, resolve_backend, selective_scan
+        with warnings.catch_warnings(record=True) as caught:
+            assert resolve_backend(None, "cpu") == "chunked"
+            assert "fused" not in available_backends("cpu")
+            u = torch.randn(1, 4, 8); B = torch.randn(1, 2, 3, 8)
+            selective_scan(u, u.abs(), -torch.rand(4, 3), B, B)
+        assert len(caught) == 1 and "no-such-cc" in str(caught[0].message), caught
+        try:
+            selective_scan(u, u.abs(), -torch.rand(4, 3), B, B, backend="fused")
+        except RuntimeError as exc:
+            assert "chunked" in str(exc)
+        else:
+            raise AssertionError("an explicit fused call must fail")
+        print("ok")
+    """, CC="no-such-cc", HANDSSCA_KERNEL_DIR=str(tmp_path))
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+    res = _python("""
+        from handssca.ssm import resolve_backend
+        assert resolve_backend(None, "cpu") == "chunked"
+        print("ok")
+    """, HANDSSCA_FUSED_SCAN="0")
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_loading_the_kernel_keeps_subnormal_numbers():
+    # -ffast-math at link time would switch the whole process to flush-to-zero (crtfastmath.o);
+    # the build links without it
+    assert fused_scan.load_kernel() is not None
+    tiny = torch.tensor([1e-39]) * 1.0
+    assert tiny.item() > 0
