@@ -1,5 +1,5 @@
-"""The fused (compiled) selective scan equals the sequential reference (Eq. 2-3), builds once,
-fails over clearly, and hands gradients to the chunked scan."""
+"""The fused (compiled) selective scan equals the sequential reference (Eq. 2-3), values and
+gradients; it builds once and fails over clearly."""
 from __future__ import annotations
 
 import os
@@ -91,16 +91,77 @@ def test_fused_mamba_signature_equals_reference_with_gate():
         assert_close_rel(h.double(), h0, 1e-5, "last state")
 
 
-def test_fused_hands_gradients_to_the_chunked_scan():
-    inp = grouped_inputs(g=2, b=1, L=20, dg=6, n=4)
-    grads = []
-    for fn in (selective_scan_grouped_fused, selective_scan_grouped):
-        leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
-        y = fn(*leaves.values(), delta_softplus=True)
-        assert y.requires_grad
-        grads.append(torch.autograd.grad(y.square().sum(), list(leaves.values())))
-    for a, b in zip(*grads):
-        assert torch.equal(a, b)
+def _values_and_grads(fn, inp, **flags):
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items() if v is not None}
+    y, h = fn({k: leaves.get(k) for k in inp}, **flags)
+    gen = torch.Generator().manual_seed(1)
+    wy, wh = (torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in (y, h))
+    grads = torch.autograd.grad((y * wy).sum() + (h * wh).sum(), list(leaves.values()))
+    return y.detach(), h.detach(), dict(zip(leaves, grads))
+
+
+def _fused(inp, **flags):
+    return selective_scan_grouped_fused(*inp.values(), **flags)
+
+
+# L = 70: two full 32-step chunks of saved states and a ragged one
+GRAD_SHAPES = [dict(g=3, b=2, L=70, dg=70, n=16), dict(g=2, b=1, L=41, dg=3, n=5),
+               dict(g=1, b=2, L=1, dg=4, n=3)]
+
+
+@pytest.mark.parametrize("shape", GRAD_SHAPES,
+                         ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()))
+@pytest.mark.parametrize("optional", [True, False], ids=["D+bias+softplus", "bare"])
+def test_fused_gradients_equal_reference_fp64(shape, optional):
+    inp = strided_bc(grouped_inputs(**shape))
+    if not optional:
+        inp = dict(inp, D=None, delta_bias=None)
+        inp["delta"] = inp["delta"].abs()
+    flags = dict(delta_softplus=optional, return_last_state=True)
+    y, h, grads = _values_and_grads(_fused, inp, **flags)
+    y0, h0, grads0 = _values_and_grads(grouped_by_reference, inp, **flags)
+    assert_close_rel(y, y0, 1e-12, "out")
+    assert_close_rel(h, h0, 1e-12, "last state")
+    assert set(grads) == set(grads0)
+    for k, g0 in grads0.items():
+        assert grads[k].shape == g0.shape and grads[k].dtype == g0.dtype, k
+        if g0.abs().max() > 0:
+            assert_close_rel(grads[k], g0, 1e-10, f"grad {k}")
+        else:  # dA at L = 1: h_0 = 0, so no gradient reaches A
+            assert grads[k].abs().max() == 0, k
+
+
+def test_fused_fp32_gradients_match_chunked_and_come_back_in_bf16():
+    inp = grouped_inputs(g=2, b=2, L=300, dg=40, n=16, dtype=torch.float32)
+    flags = dict(delta_softplus=True, return_last_state=True)
+    y, h, grads = _values_and_grads(_fused, inp, **flags)
+    y0, h0, grads0 = _values_and_grads(
+        lambda i, **f: selective_scan_grouped(*i.values(), **f), inp, **flags)
+    assert_close_rel(y, y0, 1e-5, "out")
+    for k in grads0:
+        assert_close_rel(grads[k], grads0[k], 1e-4, f"grad {k}")
+    # 16-bit inputs (autocast): computed in fp32, gradients returned in the inputs' dtypes
+    low = {k: (v.bfloat16() if k in ("u", "delta", "B", "C") else v) for k, v in inp.items()}
+    _, _, g16 = _values_and_grads(_fused, low, **flags)
+    assert g16["u"].dtype == torch.bfloat16 and g16["A"].dtype == torch.float32
+
+
+def test_fused_backward_keeps_one_state_per_chunk():
+    # what autograd holds for the backward: the inputs and the states before every 32nd step,
+    # never a (G, b, L, Dg, N) tensor of every step's state
+    g, b, L, dg, n = 2, 1, 256, 8, 16
+    inp = grouped_inputs(g=g, b=b, L=L, dg=dg, n=n, dtype=torch.float32)
+    saved = []
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inp.items()}
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t,
+                                                  lambda t: t):
+        y = selective_scan_grouped_fused(*leaves.values(), delta_softplus=True)
+    y.sum().backward()
+    assert all(v.grad is not None for v in leaves.values())
+    # the largest inputs: u, delta (G, b, L, Dg) and B, C (G, b, L, N)
+    assert max(saved) <= g * b * L * max(dg, n), f"a saved tensor has {max(saved)} numbers"
+    assert g * b * (L // 32) * n * dg in saved  # the chunk-start states
+    assert sum(saved) < g * b * L * dg * n
 
 
 def test_fused_rejects_bad_input_with_names():

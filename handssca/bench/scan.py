@@ -11,8 +11,7 @@ The shapes are those the SSCA block (Section 3.3, Fig. 3) scans, 4 scan orders e
 Inputs follow Mamba's initialisation (A = -(1..N), Delta = softplus(delta + delta_bias) in about
 [0.001, 0.1], D = 1) and the call VMamba's SS2D makes (D, delta_bias, delta_softplus, no z).
 Forward is timed under ``torch.no_grad()``; forward+backward computes the gradients of every
-input. The ``fused`` backend is an inference kernel: with gradients it runs the chunked scan, so
-its forward+backward figures are the chunked scan's (measured again, not copied). Each figure is the median of the repeats after warm-up runs; the backends' repeats are
+input. Each figure is the median of the repeats after warm-up runs; the backends' repeats are
 interleaved, so that they share whatever else the machine is doing at the time.
 
 Peak memory. On CUDA: ``torch.cuda.max_memory_allocated`` above the memory held before the call.

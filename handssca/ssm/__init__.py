@@ -21,8 +21,8 @@ Glossary (variable name -> paper symbol):
 
 Modules: :mod:`~handssca.ssm.discretise` (Eq. 1-3: zero-order hold, the first-order B-bar, the
 recurrent and convolutional views of an LTI SSM), :mod:`~handssca.ssm.scan` (the selective scan
-and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend, the one
-that trains), :mod:`~handssca.ssm.fused_scan` (the compiled inference loop, the CPU default),
+and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend),
+:mod:`~handssca.ssm.fused_scan` (compiled loops, forward and backward: the CPU default),
 :mod:`~handssca.ssm.cross_scan` (the four scan orders over a plane, in mamba-ssm's layout and in the
 grouped layout of :func:`~handssca.ssm.chunked_scan.selective_scan_grouped`).
 """

@@ -1,17 +1,19 @@
-"""The selective scan of Eq. 2-3 as one compiled loop: the fast inference backend on a CPU.
+"""The selective scan of Eq. 2-3 and its backward as compiled loops: the CPU default.
 
 The chunked backend (:mod:`handssca.ssm.chunked_scan`) is exact and an order of magnitude faster
 than the sequential reference, but in eager PyTorch every state update still costs about five
 passes over memory. The ``fused`` backend runs the recurrence as one C loop per sequence and
 channel tile (``csrc/selective_scan_cpu.c``): the tile's N x 64 states stay in the L1 cache,
 each input is read once and each output written once, and the compiler vectorises the loop over
-channels. It is compiled on first use with the machine's C compiler (``$CC``, else ``cc``) and
-cached; it is loaded with :mod:`ctypes`, which releases the GIL, so the work items (group,
-sequence, channel tile) are split between ``torch.get_num_threads()`` Python threads.
+channels. With gradients, the forward keeps the state before every 32nd step (not every step's)
+and the backward recomputes each 32-step chunk from its saved state while it runs the adjoint
+recurrence backwards, in the same kind of loop (the memory-bounded backward the chunked scan
+has, without its memory traffic). It is compiled on first use with the machine's C compiler
+(``$CC``, else ``cc``) and cached; it is loaded with :mod:`ctypes`, which releases the GIL, so
+the work items (group, sequence, channel tile) are split between ``torch.get_num_threads()``
+Python threads.
 
-Scope: inference. With gradients (an input that requires one, under grad mode), and for state
-sizes above the kernel's ``N_MAX``, the call is handed to the chunked backend, whose custom
-backward recomputes states block by block; the numbers agree to rounding either way.
+State sizes above the kernel's ``N_MAX`` (64) are handed to the chunked backend.
 
 Where it cannot be built (no C compiler, or ``HANDSSCA_FUSED_SCAN=0``), :func:`fused_available`
 is false, one warning says why, and :func:`handssca.ssm.resolve_backend` picks ``chunked``.
@@ -135,9 +137,13 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     for name in ("handssca_scan_f32", "handssca_scan_f64"):
         fn = getattr(lib, name)
         fn.restype = None
-        fn.argtypes = [i64] * 5 + [p, p, p, p, p, p, p, p, p, p, p, ctypes.c_int, p, p, i64, i64]
-    lib.handssca_scan_tile.restype = ctypes.c_int
-    lib.handssca_scan_n_max.restype = ctypes.c_int
+        fn.argtypes = [i64] * 5 + [p] * 11 + [ctypes.c_int, p, p, p, i64, i64]
+    for name in ("handssca_scan_bwd_f32", "handssca_scan_bwd_f64"):
+        fn = getattr(lib, name)
+        fn.restype = ctypes.c_int
+        fn.argtypes = [i64] * 5 + [p] * 11 + [ctypes.c_int] + [p] * 10 + [i64, i64]
+    for name in ("handssca_scan_tile", "handssca_scan_n_max", "handssca_scan_chunk"):
+        getattr(lib, name).restype = ctypes.c_int
     return lib
 
 
@@ -180,12 +186,94 @@ def _inner_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+def _ptr(t: Optional[Tensor]):
+    return None if t is None else t.data_ptr()
+
+
+def _parallel(run, items: int, threads: Optional[int]) -> None:
+    """``run(begin, end)`` over [0, items), split between ``threads`` (default
+    ``torch.get_num_threads()``) pool threads; ctypes releases the GIL during each call."""
+    workers = max(1, min(threads or torch.get_num_threads(), items))
+    if workers == 1:
+        run(0, items)
+        return
+    bounds = [items * k // workers for k in range(workers + 1)]
+    futures = [_pool(workers).submit(run, s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
+    for f in futures:
+        f.result()
+
+
+def _forward(lib, u, delta, A, B, C, D, delta_bias, softplus: bool, want_last: bool,
+             save_states: bool, threads: Optional[int]):
+    """The kernel's forward on tensors already in the compute dtype and the kernel's layout.
+    Returns y (G, b, L, Dg), h_L (G, b, Dg, N) or None, and the states before every CHUNK-th
+    step (G, b, ceil(L / CHUNK), N, Dg) or None."""
+    g, b, L, dg = u.shape
+    n = A.shape[2]
+    y = torch.empty(g, b, L, dg, dtype=u.dtype)
+    h = torch.empty(g, b, dg, n, dtype=u.dtype) if want_last else None
+    chunk = lib.handssca_scan_chunk()
+    ck = (torch.empty(g, b, -(-L // chunk), n, dg, dtype=u.dtype) if save_states else None)
+    fn = lib.handssca_scan_f64 if u.dtype == torch.float64 else lib.handssca_scan_f32
+    tile = lib.handssca_scan_tile()
+
+    def run(begin: int, end: int) -> None:
+        fn(g, b, L, dg, n, _ptr(u), _strides(u), _ptr(delta), _strides(delta), _ptr(A),
+           _ptr(B), _strides(B), _ptr(C), _strides(C), _ptr(D), _ptr(delta_bias),
+           int(softplus), _ptr(y), _ptr(h), _ptr(ck), begin, end)
+
+    _parallel(run, g * b * -(-dg // tile), threads)
+    return y, h, ck
+
+
+class _FusedScan(torch.autograd.Function):
+    """The kernel's forward, saving a state every CHUNK steps, and its backward (the reverse
+    chunked recomputation of the source's header). Inputs in the compute dtype."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, softplus: bool, threads):
+        lib = load_kernel()
+        y, h, ck = _forward(lib, u, delta, A, B, C, D, delta_bias, softplus, True, True, threads)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, ck)
+        ctx.softplus, ctx.threads = softplus, threads
+        return y, h
+
+    @staticmethod
+    def backward(ctx, gy, gh):
+        u, delta, A, B, C, D, delta_bias, ck = ctx.saved_tensors
+        lib = load_kernel()
+        g, b, L, dg = u.shape
+        n = A.shape[2]
+        cd = u.dtype
+        gy = torch.zeros_like(u) if gy is None else gy.to(cd).contiguous()
+        gh = None if gh is None else gh.to(cd).contiguous()
+        du, ddelta = torch.empty(g, b, L, dg, dtype=cd), torch.empty(g, b, L, dg, dtype=cd)
+        dA = torch.empty(g, b, dg, n, dtype=cd)
+        dD, dbias = torch.empty(g, b, dg, dtype=cd), torch.empty(g, b, dg, dtype=cd)
+        dB, dC = torch.zeros(g, b, L, n, dtype=cd), torch.zeros(g, b, L, n, dtype=cd)
+        fn = lib.handssca_scan_bwd_f64 if cd == torch.float64 else lib.handssca_scan_bwd_f32
+        failed = []
+
+        def run(begin: int, end: int) -> None:
+            if fn(g, b, L, dg, n, _ptr(u), _strides(u), _ptr(delta), _strides(delta), _ptr(A),
+                  _ptr(B), _strides(B), _ptr(C), _strides(C), _ptr(D), _ptr(delta_bias),
+                  int(ctx.softplus), _ptr(ck), _ptr(gy), _ptr(gh), _ptr(du), _ptr(ddelta),
+                  _ptr(dA), _ptr(dD), _ptr(dbias), _ptr(dB), _ptr(dC), begin, end):
+                failed.append((begin, end))
+
+        _parallel(run, g * b, ctx.threads)
+        if failed:
+            raise MemoryError("the fused scan's backward could not allocate its chunk buffers")
+        return (du, ddelta, dA.sum(1), dB, dC, None if D is None else dD.sum(1),
+                None if delta_bias is None else dbias.sum(1), None, None)
+
+
 @_eager_only
 def selective_scan_grouped_fused(u, delta, A, B, C, D=None, delta_bias=None,
                                  delta_softplus=False, return_last_state=False, *,
                                  threads: Optional[int] = None):
     """The selective scan (Eq. 2-3; Mamba Alg. 2) of G groups, in the grouped layout, by the
-    compiled loop; same contract as :func:`handssca.ssm.chunked_scan.selective_scan_grouped`.
+    compiled loops; same contract as :func:`handssca.ssm.chunked_scan.selective_scan_grouped`.
 
     Args:
         u, delta: (G, batch, L, Dg), any strides (copied when the channel axis is strided).
@@ -198,8 +286,9 @@ def selective_scan_grouped_fused(u, delta, A, B, C, D=None, delta_bias=None,
 
     Returns:
         y (G, batch, L, Dg) in u's dtype (computed in float64 for float64 input, else float32);
-        with ``return_last_state``, (y, h_L). With gradients, or N above the kernel's limit,
-        the chunked backend computes it (differentiable).
+        with ``return_last_state``, (y, h_L). Differentiable in every tensor input: with
+        gradients the forward keeps one state per 32 steps and the backward recomputes the rest
+        (see the C source). For N above the kernel's limit the chunked backend computes it.
     """
     _check_grouped(u, delta, A, B, C, D, delta_bias)
     params = [v for v in (D, delta_bias) if v is not None]
@@ -210,39 +299,21 @@ def selective_scan_grouped_fused(u, delta, A, B, C, D=None, delta_bias=None,
     if u.device.type != "cpu":
         raise ValueError(f"the 'fused' scan backend runs on CPU tensors only; got u on "
                          f"{u.device}")
-    if _needs_grad(u, delta, A, B, C, *params) or A.shape[2] > lib.handssca_scan_n_max():
+    if A.shape[2] > lib.handssca_scan_n_max():
         return selective_scan_grouped(u, delta, A, B, C, D, delta_bias, delta_softplus,
                                       return_last_state)
     dtype_in = u.dtype
     cd = torch.float64 if u.dtype == torch.float64 else torch.float32
+    # conversions outside the autograd function, so that autograd casts the gradients back
     u, delta, B, C = (_inner_contiguous(v.to(cd)) for v in (u, delta, B, C))
     A = A.to(cd).contiguous()
     D = None if D is None else D.to(cd).contiguous()
     delta_bias = None if delta_bias is None else delta_bias.to(cd).contiguous()
-    g, b, L, dg = u.shape
-    n = A.shape[2]
-    y = torch.empty(g, b, L, dg, dtype=cd)
-    h = torch.empty(g, b, dg, n, dtype=cd) if return_last_state else None
-    fn = lib.handssca_scan_f64 if cd == torch.float64 else lib.handssca_scan_f32
-    tile = lib.handssca_scan_tile()
-    items = g * b * -(-dg // tile)
-
-    def ptr(t: Optional[Tensor]):
-        return None if t is None else t.data_ptr()
-
-    def run(begin: int, end: int) -> None:
-        fn(g, b, L, dg, n, ptr(u), _strides(u), ptr(delta), _strides(delta), ptr(A),
-           ptr(B), _strides(B), ptr(C), _strides(C), ptr(D), ptr(delta_bias),
-           int(bool(delta_softplus)), ptr(y), ptr(h), begin, end)
-
-    workers = max(1, min(threads or torch.get_num_threads(), items))
-    if workers == 1:
-        run(0, items)
+    if _needs_grad(u, delta, A, B, C, *params):
+        y, h = _FusedScan.apply(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), threads)
     else:
-        bounds = [items * k // workers for k in range(workers + 1)]
-        futures = [_pool(workers).submit(run, s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
-        for f in futures:
-            f.result()
+        y, h, _ = _forward(lib, u, delta, A, B, C, D, delta_bias, bool(delta_softplus),
+                           return_last_state, False, threads)
     y = y.to(dtype_in)
     return (y, h) if return_last_state else y
 

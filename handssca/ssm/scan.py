@@ -15,14 +15,14 @@ Backends:
 ``chunked``
     the same recurrence as a two-level chunked scan in pure PyTorch, with a backward that
     recomputes states block by block (:mod:`handssca.ssm.chunked_scan`): exact, memory bounded
-    by a block, 10-20x faster than ``reference`` on a CPU; the training path off CUDA. Its grouped
-    entry point :func:`~handssca.ssm.chunked_scan.selective_scan_grouped` takes the layout the
-    SSCA block produces without copies.
+    by a block, 10-20x faster than ``reference`` on a CPU; the pure-PyTorch path on any device.
+    Its grouped entry point :func:`~handssca.ssm.chunked_scan.selective_scan_grouped` takes the
+    layout the SSCA block produces without copies.
 ``fused``
-    the recurrence as one compiled C loop per sequence (:mod:`handssca.ssm.fused_scan`),
-    built on first use with the machine's C compiler: for inference, several times faster than
-    ``chunked``; with gradients it hands the call to ``chunked``. The default off CUDA where it
-    can be built, else ``chunked``.
+    the recurrence and its backward as compiled C loops (:mod:`handssca.ssm.fused_scan`),
+    built on first use with the machine's C compiler: several times faster than ``chunked``,
+    forward and backward, with the same memory-bounded recomputing backward. The default off
+    CUDA where it can be built, else ``chunked``.
 ``mamba``
     mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
     tensors and mamba-ssm is installed.
