@@ -52,3 +52,25 @@ def test_bench_scan_cpu_clock_without_memory(tmp_path, monkeypatch):
     (row,) = payload["results"]
     assert row["backend"] == "chunked" and row["fwd_peak_bytes"] is None and row["fwd_s"] > 0
     assert "speedup_fwd" not in row  # no reference measured alongside
+
+
+def test_bench_train_times_each_backend(tmp_path, capsys):
+    from handssca.bench import train as bench_train
+
+    p = argparse.ArgumentParser()
+    bench_train.add_arguments(p)
+    out = tmp_path / "train.json"
+    args = p.parse_args(["--profile", "smoke", "--batch", "2", "--repeats", "2", "--warmup", "0",
+                         "--out", str(out)])
+    assert bench_train.run(args) == 0
+    payload = json.loads(out.read_text())
+    assert payload["batch"] == 2 and payload["input_size"] == 128 and payload["commit"]
+    rows = {r["backend"]: r for r in payload["results"]}
+    assert set(rows) == {"chunked", "fused"}
+    assert rows["chunked"]["over_chunked"] == 1.0
+    for r in rows.values():
+        assert len(r["times_s"]) == 2 and r["min_s"] == min(r["times_s"]) > 0
+        assert r["images_per_s"] == pytest.approx(2 / r["min_s"])
+    assert "fused" in capsys.readouterr().out
+    bad = p.parse_args(["--profile", "smoke", "--backends", "mamba", "--out", str(out)])
+    assert bench_train.run(bad) == 2

@@ -21,6 +21,7 @@ BENCHMARKS = {
     "synth": "handssca.bench.synth",
     "cost": "handssca.bench.cost",
     "gpu": "handssca.bench.gpu",
+    "train": "handssca.bench.train",
 }
 
 
