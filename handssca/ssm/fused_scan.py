@@ -167,14 +167,17 @@ def fused_available() -> bool:
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
+_POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL
+    """A pool of at least ``workers`` threads, kept between calls (grown when asked for more)."""
+    global _POOL, _POOL_SIZE
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers < workers:
+        if _POOL is None or _POOL_SIZE < workers:
             _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="handssca-scan")
+            _POOL_SIZE = workers
         return _POOL
 
 
