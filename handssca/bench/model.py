@@ -184,7 +184,8 @@ def run(args) -> int:
           f"whole / trunk = {ratios['whole_over_trunk']:.2f} (target <= "
           f"{TARGETS['whole_over_trunk']}: {'met' if met['whole_over_trunk'] else 'NOT met'})")
     payload = {"benchmark": "model", "input_size": s, "device": str(device),
-               "scan_backend": backend, "scan_backend_asked": args.scan_backend, "warmup": warmup, "repeats": repeats,
+               "scan_backend": backend, "scan_backend_asked": args.scan_backend,
+               "warmup": warmup, "repeats": repeats,
                "repeats_batch8": repeats8, "quick": bool(args.quick), "clock": args.clock,
                "times": results, "ratios": ratios, "ratios_median": ratios_median,
                "ratio_method": "min time / min trunk time; ratios_median: median of per-round "

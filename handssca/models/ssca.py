@@ -127,8 +127,8 @@ class CrossScanS6(nn.Module):
     calls :func:`handssca.ssm.selective_scan` in mamba-ssm's layout: u (B, 4d, L), B and C
     (B, 4, N, L), A (4d, N), D and delta_bias (4d,), softplus on delta. :meth:`scan_plane`,
     which the SSCA block calls, takes channels-last planes and, with the package's chunked or
-    fused scan, works in the grouped layout (4, B, L, d) from start to end: the orders are built by
-    copying whole d-vectors, the projections of the four orders are computed together (one
+    fused scan, works in the grouped layout (4, B, L, d) from start to end: the orders are built
+    by copying whole d-vectors, the projections of the four orders are computed together (one
     batched product with dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj
     product and one batched dt_proj), and no transposed copy of a sequence is made (with other
     backends it goes through :meth:`forward`). Both give the same numbers up to rounding.
@@ -183,7 +183,8 @@ class CrossScanS6(nn.Module):
         """x (B, P, Q, d), a channels-last plane P x Q with d channels -> (B, P, Q, d).
 
         The same function as :meth:`forward` (up to the layout); on the package's chunked and
-        fused scans it runs in the grouped layout (see the class docstring), else it calls :meth:`forward`.
+        fused scans it runs in the grouped layout (see the class docstring), else it calls
+        :meth:`forward`.
         """
         b, p, q, d = x.shape
         if d != self.d:
