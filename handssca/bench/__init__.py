@@ -9,8 +9,9 @@ import argparse
 import importlib
 import os
 import platform
-import sys
+import time
 from pathlib import Path
+from typing import Callable, Dict, List, Union
 
 from handssca.utils import write_json_atomic  # noqa: F401  (re-exported for benchmarks)
 
@@ -49,6 +50,39 @@ def hardware_info() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def sync(device) -> None:
+    """Wait for the work queued on ``device`` (CUDA), so that a clock read after it counts it;
+    nothing on a CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(fns: Dict[str, Callable[[], object]], repeats: Dict[str, int],
+                      warmup: Union[int, Dict[str, int]], device,
+                      clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
+    """Seconds per call of each ``fns[key]()``, by ``clock`` (the wall clock, or
+    ``time.process_time``): ``warmup`` (or ``warmup[key]``) untimed calls of each, then rounds
+    that call every function still short of its ``repeats[key]`` once. Interleaving makes load
+    from elsewhere on a shared machine fall on all functions alike, so their ratios stay
+    meaningful. Runs in the caller's grad mode (the model benchmark wraps it in
+    ``torch.inference_mode``)."""
+    for key, fn in fns.items():
+        for _ in range(warmup[key] if isinstance(warmup, dict) else warmup):
+            fn()
+    sync(device)
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(max(repeats.values())):
+        for key, fn in fns.items():
+            if len(times[key]) < repeats[key]:
+                t0 = clock()
+                fn()
+                sync(device)
+                times[key].append(clock() - t0)
+    return times
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..utils import build_dir, git_commit
-from . import hardware_info, write_json_atomic
+from . import hardware_info, interleaved_times, sync, write_json_atomic
 
 #: the issue's estimate of the physical floor of both SSCA scans together at batch 32 on an
 #: H100, ms: (forward, forward+backward) per input dtype
@@ -88,11 +88,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _package_version(name: str) -> Optional[str]:
     """An installed distribution's version, read from its metadata (nothing is imported)."""
     try:
@@ -138,12 +133,12 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 1
     src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
     dst.copy_(src)
-    _sync(device)
+    sync(device)
     best = math.inf
     for _ in range(repeats):
         t0 = time.perf_counter()
         dst.copy_(src)
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return 2 * n * 4 / best
 
@@ -173,8 +168,8 @@ def time_scans(backends: Sequence[str], shapes: Sequence[str], batch: int,
             fwd = {b: (lambda b=b: bs._forward(b, inp)) for b in backends}
             fb = {b: (lambda b=b: bs._forward_backward(b, inp_g, gy)) for b in backends}
             reps = {b: repeats for b in backends}
-            t_fwd = bs._interleaved_times(fwd, reps, warmup, device)
-            t_fb = bs._interleaved_times(fb, reps, warmup, device)
+            t_fwd = interleaved_times(fwd, reps, warmup, device)
+            t_fb = interleaved_times(fb, reps, warmup, device)
             for b in backends:
                 rows.append(dict(
                     shape=shape, dtype=dtype_name, batch=batch, D=d, L=l, G=g, N=bs.N_STATE,
@@ -274,7 +269,7 @@ def training_throughput(model: torch.nn.Module, batch: int, input_size: int,
     step = training_step_fn(model, data, device, amp, channels_last, compile)
     for _ in range(warmup):
         step()
-    _sync(device)
+    sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
@@ -283,7 +278,7 @@ def training_throughput(model: torch.nn.Module, batch: int, input_size: int,
     for _ in range(steps):
         t0 = time.perf_counter()
         loss = step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     total = time.perf_counter() - t_all
     return {"images_per_s": batch * steps / total, "step_ms": 1e3 * total / steps,
@@ -333,7 +328,7 @@ def part_times(model: torch.nn.Module, images: torch.Tensor, device: torch.devic
         with torch.no_grad(), autocast(device, amp):
             for _ in range(repeats + 1):
                 model(images)
-        _sync(device)
+        sync(device)
     finally:
         for h in handles:
             h.remove()
@@ -352,12 +347,12 @@ def profile_summary(step: Callable[[], object], device: torch.device, steps: int
     from torch.profiler import ProfilerActivity, profile
 
     step()
-    _sync(device)
+    sync(device)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=acts) as prof:
         for _ in range(steps):
             step()
-        _sync(device)
+        sync(device)
     events = prof.key_averages()
     on_gpu = device.type == "cuda"
 

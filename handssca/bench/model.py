@@ -22,44 +22,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import torch
 
 from ..utils import build_dir, git_commit
-from . import hardware_info, write_json_atomic
+from . import hardware_info, interleaved_times, write_json_atomic
 
 TARGETS = {"ssca_over_trunk": 1.0, "whole_over_trunk": 1.5}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(fns: Dict[str, Callable[[], object]], device: torch.device,
-                     warmup: Dict[str, int], repeats: Dict[str, int],
-                     clock: Callable[[], float] = time.perf_counter) -> Dict[str, List[float]]:
-    """Times in seconds of each ``fns[key]()`` (``clock``: the wall clock, or
-    ``time.process_time``), measured in rounds: every round runs each function once (those with
-    fewer ``repeats[key]`` drop out of later rounds), after ``warmup[key]`` untimed runs of each,
-    under ``torch.inference_mode``. Interleaving makes a load from elsewhere on a shared machine
-    fall on all figures alike, so their ratios stay meaningful."""
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    with torch.inference_mode():
-        for key, fn in fns.items():
-            for _ in range(warmup[key]):
-                fn()
-        _sync(device)
-        for r in range(max(repeats.values())):
-            for key, fn in fns.items():
-                if r >= repeats[key]:
-                    continue
-                t0 = clock()
-                fn()
-                _sync(device)
-                times[key].append(clock() - t0)
-    return times
 
 
 def _summary(ts: List[float]) -> Dict:
@@ -137,7 +107,8 @@ def run(args) -> int:
     fns["whole_b8"] = lambda: model(x8)
     counts = {k: (repeats8 if k == "whole_b8" else repeats) for k in fns}
     warmups = {k: (min(warmup, 1) if k == "whole_b8" else warmup) for k in fns}
-    times = time_interleaved(fns, device, warmups, counts, clock)
+    with torch.inference_mode():
+        times = interleaved_times(fns, counts, warmups, device, clock)
     results = {k: _summary(v) for k, v in times.items()}
 
     per8 = [t / 8 for t in times["whole_b8"]]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from . import hardware_info, write_json_atomic
+from . import hardware_info, interleaved_times, write_json_atomic
 from ..ssm.scan import _BACKENDS, available_backends, selective_scan
 
 SHAPES = {
@@ -100,11 +100,6 @@ def make_inputs(batch: int, d: int, l: int, g: int, device, dtype, requires_grad
     return inp
 
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _call(backend: str, inp: dict):
     return selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], inp["D"], None,
                           inp["delta_bias"], delta_softplus=True, backend=backend)
@@ -119,26 +114,6 @@ def _forward_backward(backend, inp, gy):
     for v in inp.values():
         v.grad = None
     _call(backend, inp).backward(gy)
-
-
-def _interleaved_times(fns: dict, repeats: dict, warmup: int, device, clock=time.perf_counter
-                       ) -> dict:
-    """Seconds per call of each function: ``warmup`` untimed calls each, then rounds that call
-    every function still short of its ``repeats`` once, so that all backends are timed over the
-    same stretch of time (on a shared machine, load comes and goes)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times = {k: [] for k in fns}
-    for _ in range(max(repeats.values())):
-        for k, fn in fns.items():
-            if len(times[k]) < repeats[k]:
-                t0 = clock()
-                fn()
-                _sync(device)
-                times[k].append(clock() - t0)
-    return times
 
 
 def _peak_bytes(fn, device) -> int:
@@ -238,8 +213,8 @@ def run(args) -> int:
                 .to(device, dtype)
             fwd = {b: (lambda b=b: _forward(b, inp)) for b in backends}
             fb = {b: (lambda b=b: _forward_backward(b, inp_g, gy)) for b in backends}
-            t_fwd = _interleaved_times(fwd, reps, args.warmup, device, clock)
-            t_fb = _interleaved_times(fb, reps, args.warmup, device, clock)
+            t_fwd = interleaved_times(fwd, reps, args.warmup, device, clock)
+            t_fb = interleaved_times(fb, reps, args.warmup, device, clock)
             base = None
             for backend in backends:
                 m_fwd = None if args.no_memory else _peak_bytes(fwd[backend], device)

@@ -21,7 +21,7 @@ import time
 import torch
 
 from ..utils import build_dir, git_commit
-from . import hardware_info, write_json_atomic
+from . import hardware_info, interleaved_times, write_json_atomic
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,23 +71,21 @@ def run(args) -> int:
     torch.manual_seed(0)
     base = make_model(spec_from_profile(cfg, args.attention, size))
     data = synthetic_batch(batch, size, device, channels_last)
+    def checked(name: str, step):
+        def run() -> None:
+            loss = step()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"bench train: the {name} step gave loss {loss}")
+        return run
+
     steps = {}
     for name in backends:
         model = copy.deepcopy(base)
         model.set_scan_backend(name)
-        steps[name] = training_step_fn(model, data, device, amp, channels_last)
+        steps[name] = checked(name, training_step_fn(model, data, device, amp, channels_last))
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    times = {name: [] for name in backends}
-    for name, step in steps.items():
-        for _ in range(args.warmup):
-            step()
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            t0 = clock()
-            loss = step()
-            times[name].append(clock() - t0)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"bench train: the {name} step gave loss {loss}")
+    times = interleaved_times(steps, {name: args.repeats for name in backends}, args.warmup,
+                              device, clock)
 
     hw = hardware_info()
     print(f"bench train: profile {args.profile}, {args.attention}, batch {batch} at {size} x "

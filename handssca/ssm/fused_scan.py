@@ -248,8 +248,8 @@ class _FusedScan(torch.autograd.Function):
         g, b, L, dg = u.shape
         n = A.shape[2]
         cd = u.dtype
-        gy = torch.zeros_like(u) if gy is None else gy.to(cd).contiguous()
-        gh = None if gh is None else gh.to(cd).contiguous()
+        # autograd materialises unused output gradients as zeros, so both are tensors
+        gy, gh = gy.to(cd).contiguous(), gh.to(cd).contiguous()
         du, ddelta = torch.empty(g, b, L, dg, dtype=cd), torch.empty(g, b, L, dg, dtype=cd)
         dA = torch.empty(g, b, dg, n, dtype=cd)
         dD, dbias = torch.empty(g, b, dg, dtype=cd), torch.empty(g, b, dg, dtype=cd)
