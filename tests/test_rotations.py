@@ -105,8 +105,29 @@ def test_rot6d_round_trip_and_gram_schmidt(dtype):
     torch.testing.assert_close(M.transpose(-1, -2) @ M, eye, atol=10 * _tol(dtype), rtol=0)
     torch.testing.assert_close(torch.linalg.det(M), torch.ones(200, dtype=torch.float64),
                                atol=10 * _tol(dtype), rtol=0)
-    a1 = x.reshape(200, 3, 2)[..., 0].double()
+    # the authors' layout: a1 = x[0:3] (so b1 is parallel to it), a2 = x[3:6] (b2 in their plane)
+    a1, a2 = x[..., 0:3].double(), x[..., 3:6].double()
     torch.testing.assert_close(M[..., 0], a1 / a1.norm(dim=-1, keepdim=True), atol=10 * _tol(dtype), rtol=0)
+    normal = torch.cross(a1, a2, dim=-1)
+    assert float((M[..., 1] * normal).sum(-1).abs().max()) < 1e-3 * float(normal.norm(dim=-1).min()) + 1e-6
+    assert bool(((M[..., 1] * a2).sum(-1) > 0).all())
+
+
+def test_rot6d_layouts_are_one_permutation_apart():
+    """A head laid out as a row-major (3, 2) matrix gives the same rotations as ours once each
+    joint's six outputs are permuted (the importer of released weights relies on it)."""
+    from handssca.hand.rotations import ROT6D_ROWS_FROM_ROW_MAJOR
+
+    x_row_major = torch.randn(50, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    m = x_row_major.reshape(50, 3, 2)
+    a1, a2 = m[..., 0], m[..., 1]
+    b1 = a1 / a1.norm(dim=-1, keepdim=True)
+    b2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = b2 / b2.norm(dim=-1, keepdim=True)
+    expected = torch.stack([b1, b2, torch.cross(b1, b2, dim=-1)], dim=-1)
+    ours = rot6d_to_matrix(x_row_major[:, list(ROT6D_ROWS_FROM_ROW_MAJOR)])
+    torch.testing.assert_close(ours, expected, atol=1e-12, rtol=0)
+    assert not torch.allclose(rot6d_to_matrix(x_row_major), expected, atol=1e-3)
 
 
 def test_batch_dimensions_are_kept():

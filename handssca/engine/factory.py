@@ -176,7 +176,7 @@ def init_mean_hand(model: nn.Module, scale: float = 0.01) -> nn.Module:
     articulations spends its first minutes worse than the mean pose.
     """
     head = model.mano_head
-    identity6d = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0])  # first two columns of I, row-major
+    identity6d = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])  # I's first column, then its second
     with torch.no_grad():
         head.pose.weight.mul_(scale)
         head.pose.bias.copy_(identity6d.repeat(head.pose.bias.numel() // 6))

@@ -2,9 +2,13 @@
 
 - axis-angle (..., 3): MANO's pose parameters theta (Eq. 4's theta is 16 of these, 48 values).
 - rotation matrices (..., 3, 3).
-- the continuous 6D representation of Zhou et al. (CVPR 2019): the first two columns of R,
-  flattened row by row, (..., 6); the MANO head predicts 16 of these (96 values) and
-  Gram-Schmidt turns them into matrices (architecture spec, "MANO head").
+- the continuous 6D representation of Zhou et al. (CVPR 2019): the first two columns of R, one
+  after the other, (..., 6) = [R[:, 0], R[:, 1]]; the MANO head predicts 16 of these (96 values)
+  and Gram-Schmidt turns them into matrices. This is the layout of the authors' code (their
+  released weights depend on it; see the book's "paper vs code" page). Reading the six numbers
+  as a row-major (3, 2) matrix instead (a1 = x[0::2], a2 = x[1::2]) gives the same functions
+  only after permuting each joint's six rows of the head's last layer
+  (:data:`ROT6D_ROWS_FROM_ROW_MAJOR`).
 """
 from __future__ import annotations
 
@@ -82,17 +86,22 @@ def matrix_to_axis_angle(R: Tensor) -> Tensor:
     return quaternion_to_axis_angle(matrix_to_quaternion(R))
 
 
+#: the 6D layout of this package (a1 = x[0:3], a2 = x[3:6]) from a row-major (3, 2) layout
+#: (a1 = x[0::2], a2 = x[1::2]): ``x_ours = x_row_major[..., ROT6D_ROWS_FROM_ROW_MAJOR]``
+ROT6D_ROWS_FROM_ROW_MAJOR = (0, 2, 4, 1, 3, 5)
+
+
 def rot6d_to_matrix(x: Tensor) -> Tensor:
     """Zhou et al.'s 6D representation -> rotation matrix by Gram-Schmidt.
 
     Args:
-        x: (..., 6), read as a (3, 2) matrix whose columns a1, a2 are the first two columns of R.
+        x: (..., 6): a1 = x[..., 0:3] and a2 = x[..., 3:6], the (unnormalised) first two columns
+            of R, as the authors' MANO head lays them out.
 
     Returns:
         (..., 3, 3) with columns b1 = a1/|a1|, b2 = normalised a2 - (b1.a2) b1, b3 = b1 x b2.
     """
-    m = x.reshape(x.shape[:-1] + (3, 2))
-    a1, a2 = m[..., 0], m[..., 1]
+    a1, a2 = x[..., 0:3], x[..., 3:6]
     b1 = F.normalize(a1, dim=-1)
     b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
     b3 = torch.cross(b1, b2, dim=-1)
@@ -100,5 +109,6 @@ def rot6d_to_matrix(x: Tensor) -> Tensor:
 
 
 def matrix_to_rot6d(R: Tensor) -> Tensor:
-    """Rotation matrix (..., 3, 3) -> 6D (..., 6): its first two columns, row by row."""
-    return R[..., :, :2].reshape(R.shape[:-2] + (6,))
+    """Rotation matrix (..., 3, 3) -> 6D (..., 6): its first column, then its second
+    (the inverse of :func:`rot6d_to_matrix` on rotations)."""
+    return torch.cat([R[..., :, 0], R[..., :, 1]], dim=-1)

@@ -183,8 +183,9 @@ class HandSSCA(nn.Module):
             dict with
             "features" F (B, C, S/8, S/8), the FPN map before attention;
             "attended" H (B, C, S/8, S/8), after the attention block;
-            "heatmaps" HM (B, 21, S/8, S/8), the heatmap scores the encoder reads;
-            "heatmap_probs" (B, 21, S/8, S/8), their spatial softmax;
+            "heatmaps" (B, 21, S/8, S/8), the heatmap scores;
+            "heatmap_probs" HM (B, 21, S/8, S/8), their spatial softmax with the learnt
+            per-joint temperature: the heatmaps the encoder reads;
             "joints2d" (B, 21, 2), normalised uv in [0, 1] of the crop (F order);
             "rotmats" (B, 16, 3, 3), "pose" theta (B, 48) axis-angle (flat_hand_mean=False),
             "shape" beta (B, 10);
@@ -194,7 +195,9 @@ class HandSSCA(nn.Module):
         f = self.backbone(images)
         h = self.attention(f)
         head = self.heatmap_head(h)
-        mano = self.mano_head(self.encoder(head["heatmaps"], head["head_features"]))
+        # the encoder reads the heatmap probabilities (the spatial softmax), as the authors' code
+        # does, not the raw scores
+        mano = self.mano_head(self.encoder(head["heatmap_probs"], head["head_features"]))
         hand = self.hand_layer(mano["pose"], mano["shape"])
         return {
             "features": f,

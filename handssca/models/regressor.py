@@ -2,7 +2,8 @@
 
 - :class:`HeatmapHead`: a stacked-hourglass head (one stack, depth 2) on H, the 21 joint
   heatmaps HM and their soft-argmax, the 2D joints in normalised uv. 1,787,946 parameters.
-- :class:`Encoder`: 1x1 convs of HM and of the head's features, summed, then 4 stages of
+- :class:`Encoder`: 1x1 convs of HM (the heatmap *probabilities*, the spatial softmax the
+  soft-argmax uses, as in the authors' code) and of the head's features, summed, then 4 stages of
   (2 residual bottlenecks + 2x2 max pooling): 256 x 2 x 2 -> a 1024 vector (the paper says
   2048; the authors' code gives 1024). 1,787,648 parameters.
 - :class:`ManoHead`: MLP 1024 -> 1024 -> 512, then 16 rotations in Zhou et al.'s 6D
@@ -136,6 +137,10 @@ class HeatmapHead(nn.Module):
 class Encoder(nn.Module):
     """Heatmaps HM (B, 21, h, w) and head features (B, 256, h, w) -> a 1024 vector.
 
+    HM are the probabilities of :func:`soft_argmax` (each map sums to 1), not the raw scores:
+    the authors' encoder reads those, and on the same weights the two inputs give different
+    networks (the encoder's output differs by about a third).
+
     conv1x1(HM) + conv1x1(features), then 4 x [2 pre-activation bottlenecks, 2x2 max pool]:
     32 -> 16 -> 8 -> 4 -> 2 at 256 input. At 224 input the map goes 28 -> 14 -> 7 -> 3 -> 1;
     as the authors do, it is upsampled once before flattening, here with nearest-neighbour
@@ -169,6 +174,8 @@ class ManoHead(nn.Module):
 
     Linear 1024->1024, LeakyReLU, Linear 1024->512, LeakyReLU; Linear 512->96 (16 rotations in
     the 6D representation, Gram-Schmidt to matrices, then axis-angle) and Linear 512->10 (beta).
+    Each rotation's six outputs are its matrix's first column, then its second
+    (:func:`~handssca.hand.rotations.rot6d_to_matrix`), the authors' layout.
     The pose is in MANO's ``flat_hand_mean=False`` convention (relative to the mean hand pose).
     1,628,778 parameters.
     """
