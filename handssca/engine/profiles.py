@@ -78,7 +78,7 @@ DATASETS = ("freihand", "ho3d", "dexycb")
 #: keys of a resolved training section, and what each must be
 _TRAIN_KEYS = {
     "input_size": int, "model": dict, "backbone": dict, "optimizer": dict, "batch_size": int,
-    "epochs": int, "lr_step": dict, "loss_weights": dict, "val_fraction": float,
+    "epochs": int, "lr_step": dict, "warmup_steps": int, "loss_weights": dict, "val_fraction": float,
     "max_val_samples": int, "num_workers": int, "amp": str, "channels_last": bool,
     "compile": bool, "grad_clip": float, "cpu_threads": int, "init_mean_hand": bool,
 }
@@ -126,6 +126,8 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
     for key in ("batch_size", "epochs", "input_size"):
         if cfg[key] < 1:
             raise ValueError(f"{where}: {key} must be positive, got {cfg[key]}")
+    if cfg["warmup_steps"] < 0:
+        raise ValueError(f"{where}: warmup_steps must be >= 0 (0: no warm-up), got {cfg['warmup_steps']}")
     if not 0.0 <= cfg["val_fraction"] < 1.0:
         raise ValueError(f"{where}: val_fraction must be in [0, 1), got {cfg['val_fraction']}")
     if cfg["amp"] not in ("bf16", "none"):
