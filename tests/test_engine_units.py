@@ -108,7 +108,7 @@ def test_train_val_split_keeps_groups_together():
 
 # ---------------------------------------------------------------------------------- factory
 def test_light_backbone_gives_the_papers_feature_map_shape():
-    from handssca.engine.factory import LightBackbone
+    from handssca.models import LightBackbone
 
     f = LightBackbone(channels=32, widths=(8, 8, 16, 16, 32))(torch.randn(2, 3, 160, 160))
     assert f.shape == (2, 32, 20, 20)  # F: (B, C, S/8, S/8)
@@ -117,12 +117,11 @@ def test_light_backbone_gives_the_papers_feature_map_shape():
 
 
 def test_mano_parts_stay_fp32_under_autocast():
-    from handssca.engine.factory import ModelSpec, make_model
     from handssca.engine.runtime import keep_fp32
+    from handssca.models import build_model
 
-    spec = ModelSpec(model={"attention": "none", "input_size": 128, "C": 16, "hourglass_depth": 1},
-                     backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]})
-    model = make_model(spec).eval()
+    model = build_model(attention="none", input_size=128, C=16, hourglass_depth=1,
+                        backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]}).eval()
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         plain = model(x)
