@@ -143,6 +143,32 @@ def test_finished_run_is_reused_and_another_config_refused(run_a, home):
               overrides=OVERRIDES, verbose=False)
 
 
+def test_paper_profile_starts_resnet50_from_imagenet_weights(data_root, tmp_path):
+    """The paper's initialisation: the ResNet-50 starts from the given file (a stand-in for
+    torchvision's, with weights of its own), a few Adam steps away from it afterwards."""
+    from handssca.models import ResNet50
+
+    torch.manual_seed(123)
+    sd = {k: (0.02 * torch.randn_like(v) if v.dim() == 4 else v)
+          for k, v in ResNet50().state_dict().items()}
+    sd.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    weights = tmp_path / "resnet50-test.pth"
+    torch.save(sd, str(weights))
+    # the smallest network on ResNet-50 (no attention, narrow heads): the backbone is the point
+    over = {"epochs": 1, "batch_size": 8, "input_size": 128, "num_workers": 0, "amp": "none",
+            "channels_last": False, "imagenet_weights": str(weights),
+            "model": {"C": 16, "hourglass_depth": 1}}
+    summary = train("freihand", data_root, profile="paper", attention="none",
+                    out=tmp_path / "run", seed=0, overrides=over, verbose=False,
+                    tensorboard=False)
+    assert summary["final"]["step"] == 4  # 32 images, batch 8
+    conv1 = load_run(summary.path, device="cpu").model.backbone.resnet.conv1.weight
+    assert (conv1 - sd["conv1.weight"]).abs().max() < 2e-3  # Adam, lr 1e-4, 4 steps
+    config = json.loads((summary.path / "run.json").read_text())["config"]
+    assert config["train"]["imagenet_weights"] == {"file": weights.name,
+                                                   "sha256": ckpt.sha256_file(weights)}
+
+
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hand():

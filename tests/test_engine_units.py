@@ -47,6 +47,45 @@ def test_training_config_overrides_and_errors():
         resolve_profile("fast")
 
 
+def test_imagenet_weights_setting(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from handssca.__main__ import main as cli
+    from handssca.engine.checkpoint import sha256_file
+    from handssca.engine.factory import network_config
+    from handssca.engine.trainer import build_config, fingerprint
+
+    assert all(training_config(p, "ho3d")["imagenet_weights"] is None
+               for p in ("smoke", "quick", "paper"))
+    with pytest.raises(ValueError, match=r"imagenet_weights.*'light' backbone"):
+        training_config("quick", "ho3d", {"imagenet_weights": "resnet50.pth"})
+    with pytest.raises(ValueError, match="imagenet_weights must be a path or null"):
+        training_config("paper", "ho3d", {"imagenet_weights": 3})
+    assert cli(["train", "--dataset", "ho3d", "--profile", "smoke",
+                "--imagenet-weights", "resnet50.pth"]) == 2
+    assert "has no ImageNet weights" in capsys.readouterr().err
+    # part of the run's configuration: other weights, another run (by content, not by path)
+    prof = resolve_profile("paper")
+    source, hand = SimpleNamespace(kind="real", root=tmp_path), SimpleNamespace(kind="mano")
+    files = [tmp_path / "a" / "resnet50.pth", tmp_path / "b" / "resnet50.pth"]
+    for i, f in enumerate(files):
+        f.parent.mkdir()
+        f.write_bytes(bytes([i]) * 10)
+
+    def config(path):
+        cfg = training_config(prof, "ho3d", {"imagenet_weights": path} if path else None)
+        return build_config("ho3d", "ssca", prof, 0, source, cfg, network_config(cfg, "ssca"),
+                            hand)
+
+    a, b, none = config(str(files[0])), config(str(files[1])), config(None)
+    assert a["train"]["imagenet_weights"] == {"file": "resnet50.pth",
+                                              "sha256": sha256_file(files[0])}
+    assert none["train"]["imagenet_weights"] is None
+    assert len({fingerprint(a), fingerprint(b), fingerprint(none)}) == 3
+    with pytest.raises(FileNotFoundError, match="imagenet_weights"):
+        config(str(tmp_path / "missing.pth"))
+
+
 def test_synthetic_settings():
     assert set(synthetic_settings("quick", "freihand")) == {"n", "n_eval"}
     assert set(synthetic_settings("quick", "ho3d")) == {"n", "frames_per_sequence"}
