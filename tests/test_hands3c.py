@@ -301,6 +301,14 @@ def test_imported_run_evaluates_and_predicts(imported, data_root, tmp_path, caps
     assert rep["provenance"]["profile"] == "imported" and rep["provenance"]["seed"] is None
     assert rep["metrics"]["pa_mpjpe"] > 0 and rep["baseline"]["metrics"]["pa_mpjpe"] > 0
     assert (tmp_path / "eval" / rep["submission"]).exists()
+    # the Table 1 row it gives, beside the paper's
+    from handssca.report import evaluation_table, format_value
+
+    table = evaluation_table(tmp_path / "eval" / "metrics.json")
+    assert table.caption.startswith("Table 1 (FreiHAND)") and "SYNTHETIC" in table.caption
+    row = next(r for r in table.rows if r[0].startswith("HandSSCA"))
+    assert format_value(rep["metrics"]["pa_mpjpe"], "mm") in row
+    assert any("imported weights snapshot_99.pth.tar" in n for n in table.notes)
     img = data_root / "evaluation" / "rgb" / "00000000.jpg"
     assert cli(["predict", str(img), "--checkpoint", str(out), "--out", str(tmp_path / "pred"),
                 "--no-overlay"]) == 0
