@@ -270,6 +270,11 @@ def test_import_refuses_to_overwrite_anything_but_the_same_import(imported, net2
     before = weights.stat().st_mtime_ns
     assert cli(["import", "hands3c", str(snap), "--out", str(out), "--dataset", "freihand"]) == 0
     assert weights.stat().st_mtime_ns == before  # the same import: nothing rewritten
+    assert cli(["import", "hands3c", str(snap), "--out", str(out)]) == 0  # any dataset of it
+    assert weights.stat().st_mtime_ns == before
+    # without --dataset, a 224 file is FreiHAND's
+    assert cli(["import", "hands3c", str(snap), "--out", str(home / "auto")]) == 0
+    assert json.loads((home / "auto" / "run.json").read_text())["config"]["dataset"] == "freihand"
     capsys.readouterr()
     assert cli(["import", "hands3c", str(snap), "--out", str(out), "--dataset", "dexycb"]) == 2
     assert "import of another file or dataset" in capsys.readouterr().err

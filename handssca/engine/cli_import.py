@@ -6,6 +6,7 @@ Turns the authors' released weights into a run folder that ``evaluate`` and ``pr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from .imports import DATASET_INPUT_SIZE, FORMATS
@@ -17,9 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the weights' format: hands3c, the authors' snapshot_*.pth.tar")
     parser.add_argument("snapshot", metavar="SNAPSHOT", help="the weights file")
     parser.add_argument("--out", required=True, help="the run folder to write")
-    parser.add_argument("--dataset", default="ho3d", choices=tuple(DATASET_INPUT_SIZE),
-                        help="the dataset the weights were trained on (default ho3d); FreiHAND "
-                             "means input size 224, HO3D and DexYCB 256")
+    parser.add_argument("--dataset", default=None, choices=tuple(DATASET_INPUT_SIZE),
+                        help="the dataset the weights were trained on; FreiHAND means input size "
+                             "224, HO3D and DexYCB 256 (default: freihand for a 224 file, ho3d "
+                             "for a 256 one)")
 
 
 def run(args) -> int:
@@ -31,7 +33,8 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"run: {out} ({args.format} weights for {args.dataset})")
+    dataset = json.loads((out / "run.json").read_text())["config"]["dataset"]
+    print(f"run: {out} ({args.format} weights for {dataset})")
     print(f"next: python -m handssca evaluate --checkpoint {out} --data-root "
-          f"<your {args.dataset} folder>")
+          f"<your {dataset} folder>")
     return 0

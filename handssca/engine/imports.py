@@ -43,9 +43,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _earlier_import(out: Path, name: str, sha: str, dataset: str) -> Optional[dict]:
-    """The run.json of an earlier import of the same file and dataset in ``out`` (None when
-    ``out`` is absent or empty); ValueError for anything else there."""
+def _earlier_import(out: Path, name: str, sha: str, dataset: Optional[str]) -> Optional[dict]:
+    """The run.json of an earlier import of the same file and dataset (any dataset when None)
+    in ``out`` (None when ``out`` is absent or empty); ValueError for anything else there."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     run_json = out / RUN_FILE
@@ -55,7 +55,7 @@ def _earlier_import(out: Path, name: str, sha: str, dataset: str) -> Optional[di
         raise ValueError(f"{out} exists, is not empty and is not an earlier import; choose "
                          f"another --out")
     source = config.get("source") or {}
-    if source.get("sha256") != sha or config.get("dataset") != dataset:
+    if source.get("sha256") != sha or (dataset is not None and config.get("dataset") != dataset):
         raise ValueError(
             f"{out} holds an import of another file or dataset ({source.get('file')}, SHA-256 "
             f"{str(source.get('sha256'))[:12]}..., dataset {config.get('dataset')}), not of "
@@ -63,15 +63,17 @@ def _earlier_import(out: Path, name: str, sha: str, dataset: str) -> Optional[di
     return run
 
 
-def import_run(snapshot, out, dataset: str = "ho3d", fmt: str = "hands3c", hand_model=None,
-               verbose: bool = True) -> Path:
+def import_run(snapshot, out, dataset: Optional[str] = None, fmt: str = "hands3c",
+               hand_model=None, verbose: bool = True) -> Path:
     """Import released weights into a run folder (see the module's docstring).
 
     Args:
         snapshot: the authors' ``snapshot_*.pth.tar`` file.
         out: the run folder to write.
         dataset: the dataset the weights were trained on ("ho3d", "dexycb" or "freihand");
-            it is recorded (``evaluate`` defaults to it) and fixes the input size.
+            it is recorded (``evaluate`` defaults to it) and fixes the input size. None: read
+            from the file's input size, "freihand" at 224 and "ho3d" at 256 (DexYCB's weights
+            have the same shapes as HO3D's: name the dataset for them).
         fmt: the file's format; "hands3c" (the authors' HandS3C release) is the only one.
         hand_model: the hand model (default ``load_hand_model()``: MANO when installed; the
             weights predict MANO's parameters, so the procedural hand gives wrong meshes).
@@ -89,7 +91,7 @@ def import_run(snapshot, out, dataset: str = "ho3d", fmt: str = "hands3c", hand_
     log = _log if verbose else (lambda m: None)
     if fmt not in FORMATS:
         raise ValueError(f"unknown weights format {fmt!r}; expected one of {FORMATS}")
-    dataset = check_dataset(dataset)
+    dataset = None if dataset is None else check_dataset(dataset)
     path = Path(snapshot).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -97,9 +99,14 @@ def import_run(snapshot, out, dataset: str = "ho3d", fmt: str = "hands3c", hand_
     out = Path(out).expanduser().resolve()
     earlier = _earlier_import(out, path.name, sha, dataset)
     if earlier is not None and earlier.get("status") == "complete":
-        log(f"[import] {out} already holds {path.name} for {dataset}; nothing to do")
+        log(f"[import] {out} already holds {path.name} for {earlier['config']['dataset']}; "
+            f"nothing to do")
         return out
     state, info = load_hands3c(path)
+    if dataset is None:
+        dataset = "freihand" if info["input_size"] == DATASET_INPUT_SIZE["freihand"] else "ho3d"
+        log(f"[import] input size {info['input_size']}: recorded as {dataset} weights (name the "
+            f"dataset with --dataset, e.g. dexycb, if that is wrong)")
     size = DATASET_INPUT_SIZE[dataset]
     if info["input_size"] != size:
         raise ValueError(f"{path.name} holds a network for input size {info['input_size']} "
