@@ -59,8 +59,25 @@ def _earlier_import(out: Path, name: str, sha: str, dataset: Optional[str]) -> O
         raise ValueError(
             f"{out} holds an import of another file or dataset ({source.get('file')}, SHA-256 "
             f"{str(source.get('sha256'))[:12]}..., dataset {config.get('dataset')}), not of "
-            f"{name} (SHA-256 {sha[:12]}...) for {dataset}; choose another --out")
+            f"{name} (SHA-256 {sha[:12]}...) for {dataset or 'any dataset'}; choose another "
+            f"--out")
     return run
+
+
+def _dataset_of(info: dict, dataset: Optional[str], name: str, log) -> str:
+    """The dataset of the weights: the given one, which must have their input size, or the one
+    their input size names (224 FreiHAND, 256 HO3D)."""
+    if dataset is None:
+        dataset = "freihand" if info["input_size"] == DATASET_INPUT_SIZE["freihand"] else "ho3d"
+        log(f"[import] input size {info['input_size']}: recorded as {dataset} weights (name the "
+            f"dataset with --dataset, e.g. dexycb, if that is wrong)")
+    size = DATASET_INPUT_SIZE[dataset]
+    if info["input_size"] != size:
+        raise ValueError(f"{name} holds a network for input size {info['input_size']} "
+                         f"(W = {info['W']}), but {dataset} means input size {size} (FreiHAND "
+                         f"224, HO3D and DexYCB 256): give the dataset these weights were "
+                         f"trained on")
+    return dataset
 
 
 def import_run(snapshot, out, dataset: Optional[str] = None, fmt: str = "hands3c",
@@ -103,23 +120,15 @@ def import_run(snapshot, out, dataset: Optional[str] = None, fmt: str = "hands3c
             f"nothing to do")
         return out
     state, info = load_hands3c(path)
-    if dataset is None:
-        dataset = "freihand" if info["input_size"] == DATASET_INPUT_SIZE["freihand"] else "ho3d"
-        log(f"[import] input size {info['input_size']}: recorded as {dataset} weights (name the "
-            f"dataset with --dataset, e.g. dexycb, if that is wrong)")
-    size = DATASET_INPUT_SIZE[dataset]
-    if info["input_size"] != size:
-        raise ValueError(f"{path.name} holds a network for input size {info['input_size']} "
-                         f"(W = {info['W']}), but {dataset} means input size {size} (FreiHAND "
-                         f"224, HO3D and DexYCB 256): give the dataset these weights were "
-                         f"trained on")
+    dataset = _dataset_of(info, dataset, path.name, log)
+    size = info["input_size"]
     if hand_model is None:
-        from ..hand import load_hand_model
+        from ..hand import load_hand_model  # smplx loads on first use, as in the trainer
 
         hand_model = load_hand_model()
     if hand_model.kind != "mano":
-        log("[import] WARNING: MANO is not installed; the procedural hand stands in for it, so "
-            "the imported network's meshes and every error measured with it are not the "
+        log("[import] WARNING: the hand model is the procedural one, not MANO, so the imported "
+            "network's meshes and every error measured with it are not the "
             "authors' (see data/README.md for MANO)")
     model = build_model(attention="ssca", input_size=size, hand_model=hand_model)
     model.load_state_dict(state, strict=True)
