@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("handssca.engine.cli_train", "train a model"),
     "evaluate": ("handssca.engine.cli_evaluate", "evaluate a checkpoint with the official protocol"),
     "predict": ("handssca.engine.cli_predict", "reconstruct hands from images"),
+    "import": ("handssca.engine.cli_import", "released weights (the authors' HandS3C) as a run folder"),
     "book": ("handssca.book", "execute the chapters and build the book"),
 }
 

@@ -21,7 +21,7 @@ import torch
 from handssca.__main__ import main as cli
 from handssca.engine import checkpoint as ckpt
 from handssca.engine import evaluate, load_run, predict, run_log, train
-from handssca.engine.factory import ModelSpec, make_model, spec_of
+from handssca.models import NETWORK_VERSION, build_model
 from handssca.engine.trainer import RunConfigMismatchError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +64,10 @@ def test_train_summary_and_synthetic_label(run_a, data_root):
     # the schedule of the smoke profile: lr x0.5 every epoch
     assert [r["lr"] for r in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])
     last = json.loads((run_a.path / "checkpoints" / "last.json").read_text())
-    for key in ("spec", "dataset", "data", "profile", "seed", "provenance", "weights_sha256"):
+    for key in ("network", "dataset", "data", "profile", "seed", "provenance", "weights_sha256"):
         assert key in last
+    assert last["network_version"] == NETWORK_VERSION
+    assert last["network"]["backbone"]["kind"] == "light"
     assert last["data"] == "synthetic" and last["seed"] == SEED and last["epoch"] == 3
     assert {"commit", "device", "time_utc"} <= set(last["provenance"])
     table = run_log(run_a.path)
@@ -141,6 +143,32 @@ def test_finished_run_is_reused_and_another_config_refused(run_a, home):
               overrides=OVERRIDES, verbose=False)
 
 
+def test_paper_profile_starts_resnet50_from_imagenet_weights(data_root, tmp_path):
+    """The paper's initialisation: the ResNet-50 starts from the given file (a stand-in for
+    torchvision's, with weights of its own), a few Adam steps away from it afterwards."""
+    from handssca.models import ResNet50
+
+    torch.manual_seed(123)
+    sd = {k: (0.02 * torch.randn_like(v) if v.dim() == 4 else v)
+          for k, v in ResNet50().state_dict().items()}
+    sd.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)})
+    weights = tmp_path / "resnet50-test.pth"
+    torch.save(sd, str(weights))
+    # the smallest network on ResNet-50 (no attention, narrow heads): the backbone is the point
+    over = {"epochs": 1, "batch_size": 8, "input_size": 128, "num_workers": 0, "amp": "none",
+            "channels_last": False, "imagenet_weights": str(weights),
+            "model": {"C": 16, "hourglass_depth": 1}}
+    summary = train("freihand", data_root, profile="paper", attention="none",
+                    out=tmp_path / "run", seed=0, overrides=over, verbose=False,
+                    tensorboard=False)
+    assert summary["final"]["step"] == 4  # 32 images, batch 8
+    conv1 = load_run(summary.path, device="cpu").model.backbone.resnet.conv1.weight
+    assert (conv1 - sd["conv1.weight"]).abs().max() < 2e-3  # Adam, lr 1e-4, 4 steps
+    config = json.loads((summary.path / "run.json").read_text())["config"]
+    assert config["train"]["imagenet_weights"] == {"file": weights.name,
+                                                   "sha256": ckpt.sha256_file(weights)}
+
+
 # ----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hand():
@@ -149,21 +177,22 @@ def hand():
     return load_hand_model()
 
 
-def _tiny_spec(**model):
-    base = {"attention": "ssca", "input_size": 128, "C": 16, "hourglass_depth": 1}
+def _tiny(hand, **model):
+    base = {"attention": "ssca", "input_size": 128, "C": 16, "hourglass_depth": 1,
+            "backbone": {"kind": "light", "widths": [8, 8, 16, 16, 32]}}
     base.update(model)
-    return ModelSpec(model=base, backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]})
+    return build_model(**base, hand_model=hand)
 
 
 def test_checkpoint_round_trip(tmp_path, hand):
     torch.manual_seed(0)
-    model = make_model(_tiny_spec(), hand)
+    model = _tiny(hand)
     with torch.no_grad():  # make the BN buffers non-default too
         model.train()(torch.randn(2, 3, 128, 128))
-    info = {"spec": spec_of(model).to_dict(), "dataset": "freihand", "data": "synthetic"}
+    info = {"network": model.config.to_dict(), "dataset": "freihand", "data": "synthetic"}
     ckpt.write_checkpoint(tmp_path, model, info, epoch=1)
     torch.manual_seed(1)
-    other = make_model(_tiny_spec(), hand)
+    other = build_model(**model.config.to_dict(), hand_model=hand)  # rebuilt from the config
     assert not torch.equal(other.state_dict()["encoder.heatmap_proj.weight"],
                            model.state_dict()["encoder.heatmap_proj.weight"])
     rec = ckpt.load_weights(other, tmp_path)
@@ -176,12 +205,15 @@ def test_checkpoint_round_trip(tmp_path, hand):
 
 
 def test_checkpoint_refuses_mismatch_naming_it(tmp_path, hand):
-    model = make_model(_tiny_spec(), hand)
-    ckpt.write_checkpoint(tmp_path, model, {"spec": spec_of(model).to_dict()}, epoch=1)
-    with pytest.raises(ckpt.CheckpointMismatchError, match=r"model\.attention is 'ssca'.*'ssa'"):
-        ckpt.load_weights(make_model(_tiny_spec(attention="ssa"), hand), tmp_path)
-    with pytest.raises(ckpt.CheckpointMismatchError, match=r"model\.input_size"):
-        ckpt.load_weights(make_model(_tiny_spec(input_size=160), hand), tmp_path)
+    model = _tiny(hand)
+    ckpt.write_checkpoint(tmp_path, model, {"network": model.config.to_dict()}, epoch=1)
+    with pytest.raises(ckpt.CheckpointMismatchError, match=r"network\.attention is 'ssca'.*'ssa'"):
+        ckpt.load_weights(_tiny(hand, attention="ssa"), tmp_path)
+    with pytest.raises(ckpt.CheckpointMismatchError, match=r"network\.input_size"):
+        ckpt.load_weights(_tiny(hand, input_size=160), tmp_path)
+    with pytest.raises(ckpt.CheckpointMismatchError, match=r"network\.backbone\.widths"):
+        ckpt.load_weights(_tiny(hand, backbone={"kind": "light", "widths": [8, 8, 16, 16, 16]}),
+                          tmp_path)
     # weights whose shapes disagree with the recorded configuration: the first tensor is named
     from safetensors.torch import load_file, save_file
 
@@ -192,13 +224,37 @@ def test_checkpoint_refuses_mismatch_naming_it(tmp_path, hand):
     sd[key] = torch.zeros(sd[key].shape[0] + 1, sd[key].shape[1])
     save_file(sd, str(wfile))
     with pytest.raises(ckpt.CheckpointMismatchError, match="SHA-256"):
-        ckpt.load_weights(make_model(_tiny_spec(), hand), tmp_path)
+        ckpt.load_weights(_tiny(hand), tmp_path)
     with pytest.raises(ckpt.CheckpointMismatchError, match=f"{key}.*shape"):
-        ckpt.load_weights(make_model(_tiny_spec(), hand), tmp_path, check_hash=False)
+        ckpt.load_weights(_tiny(hand), tmp_path, check_hash=False)
     del sd[key]
     save_file(sd, str(wfile))
     with pytest.raises(ckpt.CheckpointMismatchError, match=f"lacks the tensor '{key}'"):
-        ckpt.load_weights(make_model(_tiny_spec(), hand), tmp_path, check_hash=False)
+        ckpt.load_weights(_tiny(hand), tmp_path, check_hash=False)
+
+
+def test_checkpoint_of_an_earlier_network_version_is_refused(tmp_path, hand):
+    model = _tiny(hand)
+    ckpt.write_checkpoint(tmp_path, model, {"network": model.config.to_dict(), "dataset": "ho3d",
+                                            "data": "synthetic", "profile": "smoke", "seed": 0},
+                          epoch=1)
+    last = tmp_path / "checkpoints" / "last.json"
+    rec = json.loads(last.read_text())
+    # as the package wrote it before the conventions changed: no version, the spec of old
+    old = {k: v for k, v in rec.items() if k not in ("network", "network_version")}
+    net = dict(rec["network"])
+    old["spec"] = {"model": net, "backbone": net.pop("backbone")}
+    last.write_text(json.dumps(old))
+    for load in (lambda: ckpt.load_weights(_tiny(hand), tmp_path),
+                 lambda: load_run(tmp_path, device="cpu", hand_model=hand)):
+        with pytest.raises(ckpt.CheckpointMismatchError) as err:
+            load()
+        msg = str(err.value)
+        assert "network version 1" in msg and "raw heatmap" in msg and "Retrain" in msg
+        assert "ROT6D_ROWS_FROM_ROW_MAJOR is not enough" in msg
+    last.write_text(json.dumps(dict(rec, network_version=NETWORK_VERSION + 1)))
+    with pytest.raises(ckpt.CheckpointMismatchError, match="newer than this package"):
+        ckpt.load_weights(_tiny(hand), tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------

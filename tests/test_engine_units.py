@@ -47,6 +47,45 @@ def test_training_config_overrides_and_errors():
         resolve_profile("fast")
 
 
+def test_imagenet_weights_setting(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from handssca.__main__ import main as cli
+    from handssca.engine.checkpoint import sha256_file
+    from handssca.engine.factory import network_config
+    from handssca.engine.trainer import build_config, fingerprint
+
+    assert all(training_config(p, "ho3d")["imagenet_weights"] is None
+               for p in ("smoke", "quick", "paper"))
+    with pytest.raises(ValueError, match=r"imagenet_weights.*'light' backbone"):
+        training_config("quick", "ho3d", {"imagenet_weights": "resnet50.pth"})
+    with pytest.raises(ValueError, match="imagenet_weights must be a path or null"):
+        training_config("paper", "ho3d", {"imagenet_weights": 3})
+    assert cli(["train", "--dataset", "ho3d", "--profile", "smoke",
+                "--imagenet-weights", "resnet50.pth"]) == 2
+    assert "has no ImageNet weights" in capsys.readouterr().err
+    # part of the run's configuration: other weights, another run (by content, not by path)
+    prof = resolve_profile("paper")
+    source, hand = SimpleNamespace(kind="real", root=tmp_path), SimpleNamespace(kind="mano")
+    files = [tmp_path / "a" / "resnet50.pth", tmp_path / "b" / "resnet50.pth"]
+    for i, f in enumerate(files):
+        f.parent.mkdir()
+        f.write_bytes(bytes([i]) * 10)
+
+    def config(path):
+        cfg = training_config(prof, "ho3d", {"imagenet_weights": path} if path else None)
+        return build_config("ho3d", "ssca", prof, 0, source, cfg, network_config(cfg, "ssca"),
+                            hand)
+
+    a, b, none = config(str(files[0])), config(str(files[1])), config(None)
+    assert a["train"]["imagenet_weights"] == {"file": "resnet50.pth",
+                                              "sha256": sha256_file(files[0])}
+    assert none["train"]["imagenet_weights"] is None
+    assert len({fingerprint(a), fingerprint(b), fingerprint(none)}) == 3
+    with pytest.raises(FileNotFoundError, match="imagenet_weights"):
+        config(str(tmp_path / "missing.pth"))
+
+
 def test_synthetic_settings():
     assert set(synthetic_settings("quick", "freihand")) == {"n", "n_eval"}
     assert set(synthetic_settings("quick", "ho3d")) == {"n", "frames_per_sequence"}
@@ -108,7 +147,7 @@ def test_train_val_split_keeps_groups_together():
 
 # ---------------------------------------------------------------------------------- factory
 def test_light_backbone_gives_the_papers_feature_map_shape():
-    from handssca.engine.factory import LightBackbone
+    from handssca.models import LightBackbone
 
     f = LightBackbone(channels=32, widths=(8, 8, 16, 16, 32))(torch.randn(2, 3, 160, 160))
     assert f.shape == (2, 32, 20, 20)  # F: (B, C, S/8, S/8)
@@ -117,12 +156,11 @@ def test_light_backbone_gives_the_papers_feature_map_shape():
 
 
 def test_mano_parts_stay_fp32_under_autocast():
-    from handssca.engine.factory import ModelSpec, make_model
     from handssca.engine.runtime import keep_fp32
+    from handssca.models import build_model
 
-    spec = ModelSpec(model={"attention": "none", "input_size": 128, "C": 16, "hourglass_depth": 1},
-                     backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]})
-    model = make_model(spec).eval()
+    model = build_model(attention="none", input_size=128, C=16, hourglass_depth=1,
+                        backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]}).eval()
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         plain = model(x)

@@ -141,6 +141,32 @@ def test_config_rebuilds_the_model_and_state_dict_round_trips(hand_model):
         other.load_state_dict(sd)
 
 
+def test_the_config_names_the_backbone_and_rebuilds_a_light_network(hand_model):
+    from handssca.models import LightBackbone, ResNet50
+
+    assert build_model("none", 128, hand_model=hand_model).config.backbone == {"kind": "resnet50"}
+    assert isinstance(build_model("none", 128, hand_model=hand_model).backbone.resnet, ResNet50)
+    light = {"kind": "light", "widths": [8, 8, 16, 16, 32]}
+    model = build_model("ssa", 128, hand_model=hand_model, C=16, hourglass_depth=1,
+                        backbone=light)
+    assert isinstance(model.backbone, LightBackbone)
+    assert model.config.backbone == dict(light, blocks=[1, 1, 1, 1])  # completed
+    rebuilt = build_model(**json.loads(json.dumps(model.config.to_dict())),
+                          hand_model=hand_model)
+    assert rebuilt.config == model.config
+    rebuilt.load_state_dict(model.state_dict())  # strict: the same parts and shapes
+    with pytest.raises(ValueError, match="backbone kind must be one of"):
+        build_model("none", 128, hand_model=hand_model, backbone={"kind": "vgg"})
+    with pytest.raises(ValueError, match=r"unexpected backbone options \['widths'\]"):
+        build_model("none", 128, hand_model=hand_model,
+                    backbone={"kind": "resnet50", "widths": [1, 2, 3, 4, 5]})
+    with pytest.raises(ValueError, match="5 positive widths"):
+        build_model("none", 128, hand_model=hand_model, backbone={"kind": "light",
+                                                                  "widths": [8, 8]})
+    with pytest.raises(ValueError, match="backbone must be a dict"):
+        build_model("none", 128, hand_model=hand_model, backbone="light")
+
+
 def test_normalise():
     img = torch.rand(2, 3, 8, 8)
     out = normalise(img)

@@ -157,14 +157,14 @@ def test_data_notice():
 def tiny_run():
     """An untrained tiny network wrapped as a run of synthetic FreiHAND-style data."""
     from handssca.engine import Run
-    from handssca.engine.factory import ModelSpec, make_model
     from handssca.hand import load_hand_model
+    from handssca.models import build_model
 
     torch.manual_seed(0)
-    spec = ModelSpec(model={"attention": "ssca", "input_size": 128, "C": 16, "hourglass_depth": 1},
-                     backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]})
-    model = make_model(spec, load_hand_model()).eval()
-    return Run(path="tiny", model=model, spec=spec,
+    model = build_model(attention="ssca", input_size=128, C=16, hourglass_depth=1,
+                        backbone={"kind": "light", "widths": [8, 8, 16, 16, 32]},
+                        hand_model=load_hand_model()).eval()
+    return Run(path="tiny", model=model, spec=model.config,
                checkpoint={"dataset": "freihand", "data": "synthetic", "profile": "smoke",
                            "seed": 0})
 

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from ..engine.factory import make_model, spec_from_profile
+    from ..engine.factory import network_config
+    from ..models import build_model
     from ..engine.profiles import resolve_profile
     from ..ssm import available_backends
     from .gpu import synthetic_batch, training_step_fn
@@ -69,7 +70,7 @@ def run(args) -> int:
     batch = args.batch or int(cfg["batch_size"])
     amp, channels_last = cfg.get("amp", "none"), bool(cfg.get("channels_last", False))
     torch.manual_seed(0)
-    base = make_model(spec_from_profile(cfg, args.attention, size))
+    base = build_model(**network_config(cfg, args.attention, size))
     data = synthetic_batch(batch, size, device, channels_last)
     def checked(name: str, step):
         def run() -> None:

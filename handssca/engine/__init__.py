@@ -16,14 +16,17 @@ The chapters contain no training code of their own; they call these functions:
 :func:`training_config`            a profile's training settings for a dataset
 :func:`train_variants`             the ablations of Tables 4-6: one run per variant and seed, on
                                    the same data; :func:`evaluate_variants` scores them
+:func:`import_run`                 the authors' released weights as a run folder that evaluate
+                                   and predict accept
 =================================  ==========================================================
 
-Command line: ``python -m handssca train|evaluate|predict ...`` (:mod:`.cli_train`,
-:mod:`.cli_evaluate`, :mod:`.cli_predict`).
+Command line: ``python -m handssca train|evaluate|predict|import ...`` (:mod:`.cli_train`,
+:mod:`.cli_evaluate`, :mod:`.cli_predict`, :mod:`.cli_import`).
 
 Modules: :mod:`.trainer` (the loop), :mod:`.checkpoint` (safetensors + JSON, strict loading),
 :mod:`.randomness` (seeds from (seed, epoch)), :mod:`.datasets` (real or synthetic data),
-:mod:`.factory` (the network, or the same network on a light backbone for CPU profiles),
+:mod:`.factory` (a profile's network configuration, ImageNet and mean-hand initialisations),
+:mod:`.imports` (imported weights as a run folder),
 :mod:`.runtime` (device, bf16, channels-last, compile), :mod:`.runlog`, :mod:`.runs`,
 :mod:`.evaluation`, :mod:`.prediction`, :mod:`.profiles`.
 
@@ -43,7 +46,7 @@ _LAZY = {
     "load_run": "runs", "Run": "runs", "run_log": "runs",
     "RunLog": "runlog",
     "CheckpointMismatchError": "checkpoint", "load_weights": "checkpoint",
-    "ModelSpec": "factory", "make_model": "factory", "LightBackbone": "factory",
+    "import_run": "imports",
     "resolve_data": "datasets",
     "train_variants": "ablation", "evaluate_variants": "ablation", "TABLE_VARIANTS": "ablation",
     "TABLE_DATASET": "ablation", "ablation_table": "ablation",

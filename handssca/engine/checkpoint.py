@@ -13,13 +13,18 @@ is the commit point. A run killed at any moment leaves the previous JSON pointin
 files, so it loses at most the epoch in progress. Files no JSON points to are removed when the
 next checkpoint is written.
 
-The JSON holds the model spec (network configuration + backbone, :mod:`.factory`), the hand model
-it was trained with, the dataset, data kind ("real" or "synthetic"), profile, seed, the epoch's
-metrics, the SHA-256 of the weights file and provenance (commit, device, time, versions).
+The JSON holds the network's configuration (``network``: the fields of
+:class:`~handssca.models.HandSSCAConfig`, backbone included; ``build_model(**network)`` rebuilds
+it), the network version the weights were trained for (``network_version``,
+:data:`~handssca.models.NETWORK_VERSION`), the hand model it was trained with, the dataset, data
+kind ("real" or "synthetic"), profile, seed, the epoch's metrics, the SHA-256 of the weights file
+and provenance (commit, device, time, versions).
 
-Loading (:func:`load_weights`) refuses a checkpoint whose configuration or tensor shapes do not
-match the model and names the first mismatch. (The authors' loader silently skips mismatched
-weights, which hides, e.g., a channel branch built for another input size.)
+Loading (:func:`load_weights`) refuses a checkpoint of another network version (weights trained
+before the network took the authors' conventions compute another function in it), or whose
+configuration or tensor shapes do not match the model, and names the first mismatch. (The
+authors' loader silently skips mismatched weights, which hides, e.g., a channel branch built for
+another input size.)
 """
 from __future__ import annotations
 
@@ -32,8 +37,8 @@ from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
+from ..models import NETWORK_VERSION, HandSSCAConfig
 from ..utils import atomic_path, write_json_atomic
-from .factory import ModelSpec, spec_of
 
 FORMAT = "handssca-checkpoint/1"
 CHECKPOINT_DIR = "checkpoints"
@@ -105,9 +110,9 @@ def write_checkpoint(run: PathLike, model: torch.nn.Module, info: dict, epoch: i
     Args:
         run: the run folder.
         model: the network (its ``state_dict`` is saved).
-        info: JSON-serialisable description (spec, dataset, data kind, profile, seed, metrics,
-            provenance); ``weights``, ``weights_sha256``, ``state``, ``epoch`` and ``format`` are
-            added here.
+        info: JSON-serialisable description (``network``: the model's configuration, dataset,
+            data kind, profile, seed, metrics, provenance); ``weights``, ``weights_sha256``,
+            ``state``, ``epoch``, ``format`` and ``network_version`` are added here.
         epoch: the number of completed epochs.
         state: the training state for resuming (None: weights only).
         best: also record this epoch as ``best.json``.
@@ -119,9 +124,10 @@ def write_checkpoint(run: PathLike, model: torch.nn.Module, info: dict, epoch: i
     d.mkdir(parents=True, exist_ok=True)
     stem = f"epoch-{epoch:04d}"
     weights = d / f"{stem}.safetensors"
-    digest = save_weights(weights, model, {"spec": info.get("spec")})
-    record = dict(info, format=FORMAT, epoch=int(epoch), weights=weights.name,
-                  weights_sha256=digest)
+    digest = save_weights(weights, model, {"network": info.get("network"),
+                                           "network_version": NETWORK_VERSION})
+    record = dict(info, format=FORMAT, network_version=NETWORK_VERSION, epoch=int(epoch),
+                  weights=weights.name, weights_sha256=digest)
     if state is not None:
         save_state(d / f"{stem}.state.pt", state)
         record["state"] = f"{stem}.state.pt"
@@ -204,7 +210,8 @@ def resolve_checkpoint(path: PathLike, which: str = "last") -> Tuple[Path, dict]
         raise FileNotFoundError(f"checkpoint not found: {p} (expected a run folder, a checkpoint "
                                 f"JSON or a .safetensors file)")
     rec = json.loads(js.read_text())
-    if rec.get("format") != FORMAT or "weights" not in rec or "spec" not in rec:
+    if rec.get("format") != FORMAT or "weights" not in rec or not ("network" in rec
+                                                                   or "spec" in rec):
         raise ValueError(f"{js} is not a HandSSCA checkpoint description (format {FORMAT!r})")
     weights = js.parent / rec["weights"]
     if not weights.exists():
@@ -236,43 +243,73 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[Tuple[str, An
     return None if a == b else (prefix, a, b)
 
 
-def _complete(spec: dict, where: str) -> dict:
-    """A spec with every network-configuration field filled in (the dataclass's defaults)."""
+def check_network_version(record: dict, where: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointMismatchError` unless the checkpoint's weights were trained for
+    this network's version (:data:`~handssca.models.NETWORK_VERSION`).
+
+    A checkpoint without ``network_version`` was written before the network took the authors'
+    two conventions (version 1: the encoder read the raw heatmap scores, the 6D rotations were
+    read as row-major (3, 2) matrices); loaded into this network its weights would compute
+    another function, silently.
+    """
+    version = record.get("network_version", 1)
+    if version == NETWORK_VERSION:
+        return
+    if isinstance(version, int) and version > NETWORK_VERSION:
+        raise CheckpointMismatchError(
+            f"{where} was written for network version {version}, newer than this package's "
+            f"({NETWORK_VERSION}): update the package to load it")
+    raise CheckpointMismatchError(
+        f"{where} holds weights of network version {version}, written before the network took "
+        f"the authors' conventions (version {NETWORK_VERSION}): its encoder read the raw heatmap "
+        f"scores (now the heatmap probabilities) and its 6D rotations were read row-major (now "
+        f"two columns one after the other), so the weights compute another function in this "
+        f"network. Retrain the run (python -m handssca train ...); permuting the MANO head's rows "
+        f"with handssca.hand.rotations.ROT6D_ROWS_FROM_ROW_MAJOR is not enough, because the "
+        f"encoder's input changed too")
+
+
+def complete_network(network: dict, where: str = "checkpoint") -> dict:
+    """A recorded network configuration with every field filled in (the dataclass's defaults;
+    the backbone completed); CheckpointMismatchError names an unknown or invalid field."""
     import dataclasses
 
-    from ..models import HandSSCAConfig
-
+    if not isinstance(network, dict):
+        raise CheckpointMismatchError(f"{where}: the network configuration must be a dict of "
+                                      f"HandSSCAConfig fields, got {type(network).__name__}")
     names = {f.name for f in dataclasses.fields(HandSSCAConfig)}
-    unknown = sorted(set(spec["model"]) - names)
+    unknown = sorted(set(network) - names)
     if unknown:
         raise CheckpointMismatchError(f"{where}: unknown network configuration field "
                                       f"{unknown[0]!r} (this version knows {sorted(names)})")
-    spec = dict(spec)
-    spec["model"] = dataclasses.asdict(HandSSCAConfig(**spec["model"]))
-    spec["backbone"] = dict(spec.get("backbone") or {"kind": "resnet50"})
-    return spec
+    try:
+        return HandSSCAConfig(**network).to_dict()
+    except ValueError as exc:
+        raise CheckpointMismatchError(f"{where}: invalid network configuration: {exc}") from exc
 
 
 # fields of the network configuration that choose code paths but not weights
 _RUNTIME_FIELDS = ("scan_backend",)
 
 
-def check_spec(saved: dict, model: torch.nn.Module, where: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointMismatchError` unless the saved spec equals ``model``'s.
+def check_config(saved: dict, model: torch.nn.Module, where: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointMismatchError` unless the saved network configuration equals
+    ``model.config``.
 
     ``scan_backend`` (which kernel runs the scan) is not compared: it does not change weights.
     """
-    want = _complete(ModelSpec.from_dict(saved).to_dict(), where)
-    have = _complete(spec_of(model).to_dict(), "the model")
+    want = complete_network(saved, where)
+    have = getattr(model, "_orig_mod", model).config.to_dict()
     for part in (want, have):
         for f in _RUNTIME_FIELDS:
-            part["model"].pop(f, None)
+            part.pop(f, None)
     diff = first_difference(want, have)
     if diff is not None:
         key, a, b = diff
         raise CheckpointMismatchError(
-            f"{where} does not match the model: {key} is {a!r} in the checkpoint but {b!r} in the "
-            f"model (first mismatch; build the model from the checkpoint's spec, e.g. with "
+            f"{where} does not match the model: network.{key} is {a!r} in the checkpoint but "
+            f"{b!r} in the model (first mismatch; build the model from the checkpoint's "
+            f"configuration, build_model(**record['network']), or load the run with "
             f"handssca.engine.load_run)")
 
 
@@ -300,7 +337,7 @@ def load_weights(model: torch.nn.Module, checkpoint: PathLike, which: str = "las
     """Load a checkpoint into ``model``, refusing any mismatch.
 
     Args:
-        model: the network (built from the same spec).
+        model: the network (built from the same configuration).
         checkpoint: anything :func:`resolve_checkpoint` accepts.
         which: "last" or "best" for a run folder.
         check_hash: verify the weights file against the SHA-256 recorded in the JSON.
@@ -309,14 +346,16 @@ def load_weights(model: torch.nn.Module, checkpoint: PathLike, which: str = "las
         the checkpoint's JSON record.
 
     Raises:
-        CheckpointMismatchError: configuration, tensor names or shapes differ (the first one
-            is named); or the file's hash differs from the recorded one.
+        CheckpointMismatchError: another network version, or configuration, tensor names or
+            shapes differ (the first one is named); or the file's hash differs from the
+            recorded one.
     """
     from safetensors.torch import load_file
 
     js, rec = resolve_checkpoint(checkpoint, which)
     where = f"checkpoint {js}"
-    check_spec(rec["spec"], model, where)
+    check_network_version(rec, where)
+    check_config(rec["network"], model, where)
     if check_hash and rec.get("weights_sha256"):
         digest = sha256_file(rec["weights"])
         if digest != rec["weights_sha256"]:

@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers")
     parser.add_argument("--compile", action="store_true", default=None,
                         help="torch.compile the network (GPU)")
+    parser.add_argument("--imagenet-weights", default=None, metavar="FILE",
+                        help="torchvision's ImageNet resnet50 state dict file to start the "
+                             "ResNet-50 from, as the paper does (overrides the profile's "
+                             "imagenet_weights; not for a light backbone)")
 
 
 def overrides_from(args) -> dict:
@@ -52,6 +56,8 @@ def overrides_from(args) -> dict:
         if not args.lr > 0:
             raise ValueError(f"--lr must be positive, got {args.lr}")
         over["optimizer"] = {"lr": args.lr}
+    if getattr(args, "imagenet_weights", None) is not None:
+        over["imagenet_weights"] = args.imagenet_weights
     return over
 
 

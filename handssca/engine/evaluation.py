@@ -275,7 +275,8 @@ def mean_pose_baseline(dataset: Optional[str] = None, data_root=None, *, run=Non
     ds = _split_dataset(r, source, split, 128 if r is None else r.input_size, hm)
     res = _ground_truth_rows(ds)
     gt = ground_truth(source, res)
-    mean = run_training_mean(r, hm, log) if r is not None else training_mean(source, None, hm)
+    mean = (run_training_mean(r, hm, log, fallback=source) if r is not None
+            else training_mean(source, None, hm))
     if hm is None:
         from ..hand import load_hand_model
 
@@ -310,6 +311,13 @@ def _as_run(run, which: str = "last", device=None) -> Run:
     return run if isinstance(run, Run) else load_run(run, which, device)
 
 
+def _recorded_root(run: Run) -> Optional[Path]:
+    """The data folder a run was trained on, as its checkpoint records it (None for imported
+    weights, trained elsewhere)."""
+    root = run.checkpoint.get("data_root")
+    return Path(root) if root else None
+
+
 def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> DataSource:
     if dataset is None:
         if run is None:
@@ -319,11 +327,14 @@ def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> D
     if data_root not in (None, ""):
         return resolve_data(dataset, data_root, log=log)
     if run is not None and dataset == run.dataset:
-        root = Path(run.checkpoint.get("data_root", ""))
-        if root.is_dir():
+        root = _recorded_root(run)
+        if root is not None and root.is_dir():
             return DataSource(dataset, root, run.data)
     prof = run.profile if run is not None else profile
     s = run.seed if run is not None else seed
+    if run is not None and run.imported:
+        raise ValueError(f"{run.path} holds imported weights (trained elsewhere on the real "
+                         f"{run.dataset}): give the dataset folder with --data-root")
     if run is not None and run.data == "real":
         raise ValueError(f"the run was trained on real {run.dataset} data at "
                          f"{run.checkpoint.get('data_root')}, which is not there now: give "
@@ -331,11 +342,21 @@ def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> D
     return resolve_data(dataset, None, prof, s, resolve_profile(prof), log=log)
 
 
-def run_training_source(run: Run, log=_log) -> DataSource:
-    """The data a run was trained on (regenerating its synthetic data if it was removed)."""
-    root = Path(run.checkpoint.get("data_root", ""))
-    if root.is_dir():
+def run_training_source(run: Run, log=_log, fallback: Optional[DataSource] = None) -> DataSource:
+    """The data a run was trained on (regenerating its synthetic data if it was removed).
+
+    Imported weights were trained elsewhere on the whole training split of their dataset: for
+    them the training split of ``fallback`` (the data being evaluated) stands in, when it is of
+    the same dataset."""
+    root = _recorded_root(run)
+    if root is not None and root.is_dir():
         return DataSource(run.dataset, root, run.data)
+    if run.imported:
+        if fallback is not None and fallback.dataset == run.dataset:
+            return fallback
+        raise ValueError(f"{run.path} holds imported weights: the mean-pose baseline needs a "
+                         f"{run.dataset} training split; give --data-root of that dataset (or "
+                         f"--no-baseline)")
     if run.data == "real":
         raise ValueError(f"the run was trained on real {run.dataset} data at {root}, which is not "
                          f"there now")
@@ -353,11 +374,14 @@ def run_rows(run: Run, ds):
 MEAN_FILE = "mean_pose.json"
 
 
-def run_training_mean(run: Run, hand_model=None, log=_log) -> dict:
+def run_training_mean(run: Run, hand_model=None, log=_log,
+                      fallback: Optional[DataSource] = None) -> dict:
     """The means (root-relative joints and vertices, articulation, shape; see
-    :func:`~.datasets.root_relative_mean`) over the rows the run trained on. Computed once and
-    kept in ``<run>/mean_pose.json`` (reading every training annotation takes a while)."""
-    source = run_training_source(run, log)
+    :func:`~.datasets.root_relative_mean`) over the rows the run trained on (for imported
+    weights, over the training split of ``fallback``, see :func:`run_training_source`).
+    Computed once and kept in ``<run>/mean_pose.json`` (reading every training annotation
+    takes a while)."""
+    source = run_training_source(run, log, fallback)
     cache = Path(run.path) / MEAN_FILE
     key = {"data_root": str(source.root), "fingerprint": run.checkpoint.get("fingerprint")}
     if cache.exists():
@@ -384,6 +408,10 @@ def _split_dataset(run: Optional[Run], source: DataSource, split: str, input_siz
         return Unaugmented(ds, range(len(ds)))
     if run is None:
         raise ValueError("split 'val' is a run's held-out rows: give the run")
+    if run.imported:
+        raise ValueError(f"split 'val' is a run's held-out training rows; {run.path} holds "
+                         f"imported weights, which have none: evaluate split 'test' (or 'train' "
+                         f"of other data)")
     if source.dataset != run.dataset or source.root != run_training_source(run).root:
         raise ValueError("split 'val' is the run's own held-out rows: evaluate it on the run's "
                          "own dataset and data (or use split 'train' on other data)")
@@ -439,8 +467,8 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
                                    split == "test")
     if out is None:
         name = f"{source.dataset}-{split}-{which}"
-        own = Path(run.checkpoint.get("data_root", ""))
-        if source.root != own:
+        own = _recorded_root(run)
+        if own is None or source.root != own:
             name += f"-{source.root.name}"
         out = run.path / EVAL_DIR / name
     out = Path(out)
@@ -455,7 +483,7 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
         submission = sub.name
     base, base_art, ratio, ratio_art = None, None, None, None
     if baseline:
-        mean = run_training_mean(run, run.model.hand_model, log)
+        mean = run_training_mean(run, run.model.hand_model, log, fallback=source)
         art = mean_articulation_prediction(mean, run.model.hand_model, run.model.config.fingertips)
         official = split == "test"
         base = {"name": "mean pose", "description": "every sample predicted as the mean of the "
@@ -496,8 +524,8 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
             "training split of other synthetic data (split 'train')"),
         "checkpoint": {"path": rec["weights"], "which": which, "epoch": rec.get("epoch"),
                        "weights_sha256": sha256_file(rec["weights"]), "run": str(run.path)},
-        "model": {"spec": run.spec.to_dict(), "trained_on": {"dataset": run.dataset,
-                                                             "data": run.data}},
+        "model": {"network": run.spec.to_dict(), "imported": run.imported,
+                  "trained_on": {"dataset": run.dataset, "data": run.data}},
         "provenance": dict(provenance(dev), profile=run.profile, seed=run.seed,
                            hand_model=rec.get("hand_model"), data=source.kind),
     }

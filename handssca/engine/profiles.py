@@ -81,6 +81,7 @@ _TRAIN_KEYS = {
     "epochs": int, "lr_step": dict, "warmup_steps": int, "loss_weights": dict, "val_fraction": float,
     "max_val_samples": int, "num_workers": int, "amp": str, "channels_last": bool,
     "compile": bool, "grad_clip": float, "cpu_threads": int, "init_mean_hand": bool,
+    "imagenet_weights": (str, type(None)),
 }
 
 
@@ -111,6 +112,7 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
     if overrides:
         cfg = _merge(cfg, overrides)
     where = f"profile {prof.get('name')!r}, train.{dataset}"
+    cfg.setdefault("imagenet_weights", None)  # optional: profiles written before it existed
     unknown = sorted(set(cfg) - set(_TRAIN_KEYS))
     if unknown:
         raise ValueError(f"{where}: unknown training setting {unknown[0]!r}; expected "
@@ -122,7 +124,8 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             cfg[key] = value = float(value)
         if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ValueError(f"{where}: {key} must be {typ.__name__}, got {value!r}")
+            what = typ.__name__ if isinstance(typ, type) else "a path or null"
+            raise ValueError(f"{where}: {key} must be {what}, got {value!r}")
     for key in ("batch_size", "epochs", "input_size"):
         if cfg[key] < 1:
             raise ValueError(f"{where}: {key} must be positive, got {cfg[key]}")
@@ -136,10 +139,23 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
     if set(step) != {"every", "gamma"} or int(step["every"]) < 1 or not 0 < float(step["gamma"]) <= 1:
         raise ValueError(f"{where}: lr_step must be {{every: >= 1 epochs, gamma: in (0, 1]}}, "
                          f"got {step!r}")
+    _check_imagenet_weights(cfg, where)
     opt = cfg["optimizer"]
     if opt.get("name", "adam") != "adam" or float(opt.get("lr", 0)) <= 0:
         raise ValueError(f"{where}: optimizer must be {{name: adam, lr: > 0, ...}}, got {opt!r}")
     return cfg
+
+
+def _check_imagenet_weights(cfg: Dict[str, Any], where: str) -> None:
+    """ImageNet weights are torchvision's ResNet-50's: refused for any other backbone."""
+    if cfg["imagenet_weights"] == "":
+        cfg["imagenet_weights"] = None
+    kind = (cfg["backbone"] or {}).get("kind", "resnet50")
+    if cfg["imagenet_weights"] and kind != "resnet50":
+        raise ValueError(f"{where}: imagenet_weights ({cfg['imagenet_weights']}) are torchvision's "
+                         f"ResNet-50 weights, but this profile trains the {kind!r} backbone, "
+                         f"which has no ImageNet weights; use the paper profile (ResNet-50) or "
+                         f"leave imagenet_weights out")
 
 
 def synthetic_settings(profile, dataset: str) -> Dict[str, int]:

@@ -1,9 +1,11 @@
 """Loading a trained run: :func:`load_run` gives the network, its configuration and its metrics.
 
-A "run" is a training folder (``runs/<name>/``, see :mod:`.trainer`); a bare checkpoint (a
-checkpoint JSON or its safetensors file) loads too, without the run's log. The network is rebuilt
-from the spec recorded in the checkpoint, with the hand model it was trained with, and the weights
-are loaded strictly (:func:`.checkpoint.load_weights`).
+A "run" is a training folder (``runs/<name>/``, see :mod:`.trainer`) or a folder of imported
+weights (:mod:`.imports`); a bare checkpoint (a checkpoint JSON or its safetensors file) loads
+too, without the run's log. The network is rebuilt with ``build_model(**network)`` from the
+configuration recorded in the checkpoint, with the hand model it was trained with, and the
+weights are loaded strictly (:func:`.checkpoint.load_weights`, which also refuses weights of an
+earlier network version).
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from ..models import HandSSCAConfig, build_model
 from . import checkpoint as ckpt
-from .factory import ModelSpec, make_model
 from .runlog import LOG_FILE, RunLog, read_log
 from .runtime import pick_device
 
@@ -29,9 +31,10 @@ class Run:
     Attributes:
         path: the run folder (or the checkpoint's folder for a bare checkpoint).
         model: the network, in eval mode, on ``device``.
-        spec: its :class:`~.factory.ModelSpec`.
+        spec: the network's configuration (:class:`~handssca.models.HandSSCAConfig`, the same
+            as ``model.config``; ``build_model(**run.spec.to_dict())`` rebuilds the network).
         checkpoint: the checkpoint's JSON record (dataset, data kind, profile, seed, metrics of
-            its epoch, provenance, weights path and SHA-256).
+            its epoch, provenance, weights path and SHA-256; ``imported`` for imported weights).
         config: the run's configuration (``run.json``), or {} for a bare checkpoint.
         log: the per-epoch log (:class:`~.runlog.RunLog`), empty for a bare checkpoint.
         metrics: evaluation results found in ``<run>/eval/*/metrics.json``, keyed by folder name.
@@ -40,7 +43,7 @@ class Run:
 
     path: Path
     model: torch.nn.Module
-    spec: ModelSpec
+    spec: HandSSCAConfig
     checkpoint: Dict[str, Any]
     config: Dict[str, Any] = field(default_factory=dict)
     log: RunLog = field(default_factory=lambda: RunLog([]))
@@ -61,8 +64,16 @@ class Run:
         return self.checkpoint["profile"]
 
     @property
-    def seed(self) -> int:
-        return int(self.checkpoint["seed"])
+    def seed(self) -> Optional[int]:
+        """The training seed (None for imported weights, trained elsewhere)."""
+        seed = self.checkpoint.get("seed")
+        return None if seed is None else int(seed)
+
+    @property
+    def imported(self) -> Optional[Dict[str, Any]]:
+        """For imported weights, where they came from (format, file, SHA-256, epoch); None for
+        a run trained here."""
+        return self.checkpoint.get("imported")
 
     @property
     def input_size(self) -> int:
@@ -70,7 +81,7 @@ class Run:
 
     def __repr__(self) -> str:
         return (f"Run({str(self.path)!r}, dataset={self.dataset!r}, data={self.data!r}, "
-                f"profile={self.profile!r}, attention={self.spec.model.get('attention')!r}, "
+                f"profile={self.profile!r}, attention={self.spec.attention!r}, "
                 f"epoch={self.checkpoint.get('epoch')})")
 
 
@@ -107,13 +118,16 @@ def load_run(path, which: str = "last", device: Optional[str] = None, hand_model
 
     Raises:
         FileNotFoundError: no checkpoint there.
-        handssca.engine.checkpoint.CheckpointMismatchError: the weights do not fit the recorded
-            configuration (names the first mismatch).
+        handssca.engine.checkpoint.CheckpointMismatchError: the weights were trained for an
+            earlier network version, or do not fit the recorded configuration (names the first
+            mismatch).
     """
     js, rec = ckpt.resolve_checkpoint(path, which)
-    spec = ModelSpec.from_dict(rec["spec"])
+    where = f"checkpoint {js}"
+    ckpt.check_network_version(rec, where)
+    network = ckpt.complete_network(rec["network"], where)
     hm = hand_model if hand_model is not None else hand_model_for(rec)
-    model = make_model(spec, hm)
+    model = build_model(**network, hand_model=hm)
     ckpt.load_weights(model, js)
     dev = pick_device(device)
     model = model.to(dev).eval()
@@ -125,7 +139,8 @@ def load_run(path, which: str = "last", device: Optional[str] = None, hand_model
             log = read_log(folder)
         for m in sorted((folder / EVAL_DIR).glob("*/metrics.json")):
             metrics[m.parent.name] = json.loads(m.read_text())
-    return Run(path=folder or js.parent, model=model, spec=spec, checkpoint=rec, config=config,
+    return Run(path=folder or js.parent, model=model, spec=model.config, checkpoint=rec,
+               config=config,
                log=log, metrics=metrics, device=dev)
 
 

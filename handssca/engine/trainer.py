@@ -3,7 +3,8 @@
 One run = one folder (``runs/<name>/``)::
 
     run.json          the configuration (dataset, data kind, profile, attention, seed, training
-                      settings, model spec, hand model), its fingerprint, status and summary
+                      settings, network configuration and version, hand model), its
+                      fingerprint, status and summary
     metrics.jsonl     one JSON record per completed epoch (losses of Eq. 4, validation errors)
     checkpoints/      last.json / best.json + safetensors + training state (see .checkpoint)
     tensorboard/      event files, when TensorBoard is installed
@@ -37,12 +38,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
 from ..utils import environment_info, git_commit, progress, repo_root, write_json_atomic
 from . import checkpoint as ckpt
 from .datasets import (EpochAugmented, EpochSampler, Unaugmented, collate, memoise_annotations,
                        open_dataset, resolve_data, train_val_split)
-from .factory import (ModelSpec, init_mean_hand, make_model, parameter_count,
-                      spec_from_profile, spec_of)
+from .factory import imagenet_weights_record, init_mean_hand, network_config, parameter_count
 from .profiles import Profile, check_dataset, resolve_profile, training_config
 from .randomness import derive_seed, seed_epoch, seed_everything, worker_init_fn
 from .runlog import TensorBoard, write_log
@@ -104,8 +105,11 @@ def default_run_dir(dataset: str, data_kind: str, attention: str, profile: str, 
 
 
 def build_config(dataset: str, attention: str, profile: Profile, seed: int, source,
-                 train_cfg: dict, spec: ModelSpec, hand_model) -> dict:
-    """The configuration a run is identified by (its fingerprint is taken over this dict)."""
+                 train_cfg: dict, network: dict, hand_model) -> dict:
+    """The configuration a run is identified by (its fingerprint is taken over this dict).
+
+    ImageNet weights enter as their file's name and SHA-256: a run started from other weights
+    is another run."""
     data = {"kind": source.kind}
     # synthetic data are named by (style, profile, seed): the folder may move with the project
     data["root"] = source.root.name if source.kind == "synthetic" else str(source.root)
@@ -116,11 +120,13 @@ def build_config(dataset: str, attention: str, profile: Profile, seed: int, sour
         # what the data is, not only where: regenerated data of other settings is another run
         data["synthetic"] = {k: info.get(k) for k in ("style", "seed", "n", "options",
                                                        "generator_version")}
+    train = {k: v for k, v in train_cfg.items() if k not in RUNTIME_KEYS}
+    if train.get("imagenet_weights"):
+        train["imagenet_weights"] = imagenet_weights_record(train["imagenet_weights"])
     return {
         "dataset": dataset, "attention": attention, "profile": profile.get("name"),
-        "seed": int(seed), "data": data,
-        "train": {k: v for k, v in train_cfg.items() if k not in RUNTIME_KEYS},
-        "spec": spec.to_dict(),
+        "seed": int(seed), "data": data, "train": train,
+        "network": network, "network_version": NETWORK_VERSION,
         "hand_model": {"kind": hand_model.kind},
     }
 
@@ -312,8 +318,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         from ..hand import load_hand_model
 
         hand_model = load_hand_model()
-    spec = spec_from_profile(train_cfg, attention, train_cfg["input_size"])
-    config = build_config(dataset, attention, prof, seed, source, train_cfg, spec, hand_model)
+    network = network_config(train_cfg, attention)
+    config = build_config(dataset, attention, prof, seed, source, train_cfg, network, hand_model)
     fp = fingerprint(config)
     out = Path(out) if out else default_run_dir(dataset, source.kind, attention, prof.get("name"),
                                                 seed, fp)
@@ -332,13 +338,13 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
         torch.set_num_threads(train_cfg["cpu_threads"])
     try:
-        return _run(out, config, fp, prof, train_cfg, spec, source, hand_model, dev, seed,
+        return _run(out, config, fp, prof, train_cfg, network, source, hand_model, dev, seed,
                     resuming, callback, log, tensorboard)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, spec: ModelSpec, source,
+def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: dict, source,
          hand_model, dev: torch.device, seed: int, resuming: bool, callback, log,
          use_tensorboard: bool) -> RunSummary:
     from ..models import LossWeights
@@ -383,10 +389,12 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, spec: Model
 
     # ---------------------------------------------------------------- model, optimiser
     seed_everything(derive_seed(seed, -1, "init"))
-    raw_model = make_model(spec, hand_model)
+    raw_model = build_model(**network, hand_model=hand_model)
     if cfg["init_mean_hand"]:
         init_mean_hand(raw_model)
-    spec = spec_of(raw_model)  # every field, defaults included, for the checkpoints
+    if cfg["imagenet_weights"] and not resuming:  # the paper's initialisation of ResNet-50
+        load_imagenet_weights(raw_model, cfg["imagenet_weights"])
+    network = raw_model.config.to_dict()  # every field, defaults included, for the checkpoints
     counts = parameter_count(raw_model)
     amp = cfg["amp"] if dev.type == "cuda" else "none"
     model = prepare_model(raw_model, dev, amp, cfg["channels_last"], cfg["compile"])
@@ -411,12 +419,12 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, spec: Model
     tb = TensorBoard(out, purge_step=step if resuming else None, enabled=use_tensorboard)
 
     epochs = int(cfg["epochs"])
-    text = (f"{spec.model.get('attention')}, S={S}, C={spec.model.get('C', 256)}, "
-            f"{spec.backbone.get('kind')} backbone, {counts['total']:,} parameters")
+    text = (f"{network['attention']}, S={S}, C={network['C']}, "
+            f"{network['backbone']['kind']} backbone, {counts['total']:,} parameters")
     log(f"[train] {config['dataset']} / {prof.get('name')} profile / seed {seed} on "
         f"{device_name(dev)} ({'bf16 autocast' if amp == 'bf16' else 'fp32'}): {text}; "
         f"{len(train_rows)} train / {len(val_rows)} val samples, batch {bs}, {epochs} epochs")
-    info_base = {"spec": spec.to_dict(),
+    info_base = {"network": network,
                  "hand_model": {"kind": hand_model.kind, "source": str(getattr(hand_model, "source", ""))},
                  "dataset": config["dataset"], "data": source.kind, "data_root": str(source.root),
                  "profile": prof.get("name"), "attention": config["attention"], "seed": seed,
@@ -491,7 +499,7 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, spec: Model
         "final": history[-1] if history else None, "best": best,
         "seconds": round(float(sum(secs)), 3),
         "seconds_per_epoch": round(float(np.mean(secs)), 3) if secs else None,
-        "parameters": counts, "device": device_name(dev), "spec": spec.to_dict(),
+        "parameters": counts, "device": device_name(dev), "network": network,
         "hand_model": info_base["hand_model"], "fingerprint": fp,
     })
     run_record.update(status="complete", summary=dict(summary))

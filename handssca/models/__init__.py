@@ -1,9 +1,11 @@
 """The HandSSCA network (the paper's Fig. 2), its Table 6 variants and the loss of Eq. 4.
 
-Modules: :mod:`.backbone` (ResNet-50 with torchvision's names + the reduced FPN),
-:mod:`.ssca` (the SSCA block and the attention variants), :mod:`.regressor` (heatmap head,
-encoder, MANO head), :mod:`.network` (the whole network, :func:`build_model`), :mod:`.loss`
-(Eq. 4), :mod:`.info` (``python -m handssca info``).
+Modules: :mod:`.backbone` (ResNet-50 with torchvision's names + the reduced FPN, and the
+light backbone of the CPU profiles), :mod:`.ssca` (the SSCA block and the attention variants),
+:mod:`.regressor` (heatmap head, encoder, MANO head), :mod:`.network` (the whole network,
+:func:`build_model`, the one constructor), :mod:`.loss` (Eq. 4), :mod:`.hands3c` (the authors'
+released weights: :func:`import_hands3c`, :func:`export_hands3c`), :mod:`.info`
+(``python -m handssca info``).
 
 Glossary (paper symbol -> name in the code):
 
@@ -26,11 +28,14 @@ alpha_*              ``LossWeights``: the weights of Eq. 4
 
 This package never imports :mod:`handssca.data`, :mod:`handssca.engine` or :mod:`handssca.viz`.
 """
-from .backbone import Backbone, ReducedFPN, ResNet50, load_imagenet_weights
+from .backbone import (BACKBONE_KINDS, Backbone, LightBackbone, ReducedFPN, ResNet50,
+                       build_backbone, check_backbone, load_imagenet_weights)
+from .hands3c import (Hands3cFormatError, export_hands3c, import_hands3c, load_hands3c,
+                      save_hands3c)
 from .info import format_table, parameter_table, trace_shapes
 from .loss import LossWeights, handssca_loss
-from .network import (IMAGENET_MEAN, IMAGENET_STD, HandSSCA, HandSSCAConfig, build_model,
-                      normalise)
+from .network import (IMAGENET_MEAN, IMAGENET_STD, NETWORK_VERSION, HandSSCA, HandSSCAConfig,
+                      build_model, normalise)
 from .ssca import (ATTENTION_KINDS, CHANNEL_SELECT_MODES, SSCABlock, SelfAttention,
                    build_attention, no_weight_decay_names)
 
@@ -40,4 +45,6 @@ __all__ = [
     "load_imagenet_weights", "parameter_table", "normalise", "IMAGENET_MEAN", "IMAGENET_STD",
     "Backbone", "ResNet50", "ReducedFPN", "SSCABlock", "SelfAttention", "build_attention",
     "no_weight_decay_names", "ATTENTION_KINDS", "CHANNEL_SELECT_MODES",
+    "LightBackbone", "build_backbone", "check_backbone", "BACKBONE_KINDS", "NETWORK_VERSION",
+    "import_hands3c", "load_hands3c", "export_hands3c", "save_hands3c", "Hands3cFormatError",
 ]

@@ -11,12 +11,17 @@ Image I (B, 3, S, S) -> C2..C5 -> the single pooled pyramid map F (B, 256, S/8, 
   upsampling (align_corners False) plus add down to P2, one 3x3 conv on P2, 2x2 average pooling.
   Only this one map is returned (architecture spec, "Backbone").
 
+- :class:`LightBackbone`: a narrow ResNet (basic blocks) with the same pyramid, for the CPU
+  profiles (not in the paper: a departure for speed, labelled in every result).
+- :func:`build_backbone`: the backbone a configuration names (``{"kind": "resnet50"}``, the
+  paper's, or ``{"kind": "light", "widths": [...], "blocks": [...]}``).
+
 Counts (no classifier): ResNet-50 23,508,032 + FPN 1,574,144 = 25,082,176.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Mapping, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -26,6 +31,11 @@ Tensor = torch.Tensor
 
 #: slope of every LeakyReLU in the network (the authors' code replaces ReLU by LeakyReLU(0.01))
 LEAKY_SLOPE = 0.01
+#: the backbones a configuration may name: the paper's ResNet-50, or the light one
+BACKBONE_KINDS = ("resnet50", "light")
+#: the light backbone's defaults: channels of the stem and of C2..C5, basic blocks per stage
+LIGHT_WIDTHS = (16, 32, 64, 128, 256)
+LIGHT_BLOCKS = (1, 1, 1, 1)
 
 
 class Bottleneck(nn.Module):
@@ -141,6 +151,134 @@ class Backbone(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.fpn(*self.resnet(images))
+
+
+# ----------------------------------------------------------------------------------------------
+# The light backbone (CPU profiles)
+# ----------------------------------------------------------------------------------------------
+class BasicBlock(nn.Module):
+    """ResNet's basic block (two 3x3 convs), LeakyReLU(0.01) as in the authors' backbone.
+
+    (B, C_in, h, w) -> (B, C_out, h / stride, w / stride).
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + identity)
+
+
+class LightBackbone(nn.Module):
+    """A narrow ResNet + the reduced FPN: image I (B, 3, S, S) -> F (B, C, S/8, S/8).
+
+    Not in the paper: on two CPU cores ResNet-50 learns too slowly for the ``quick`` and
+    ``smoke`` profiles, so they use this backbone (a departure for speed only; every checkpoint
+    and result records its backbone). Same data flow as :class:`Backbone` (stem to S/4, four
+    stages C2..C5 at S/4, S/8, S/16, S/32, top-down pyramid to P2, 3x3 smoothing, 2x2 average
+    pooling), with basic blocks instead of bottlenecks and ``widths`` channels instead of
+    256-512-1024-2048.
+
+    Args:
+        channels: C, the channels of F.
+        widths: channels of the stem and of C2..C5 (5 numbers).
+        blocks: basic blocks per stage (4 numbers).
+    """
+
+    def __init__(self, channels: int = 64, widths: Sequence[int] = LIGHT_WIDTHS,
+                 blocks: Sequence[int] = LIGHT_BLOCKS):
+        super().__init__()
+        widths, blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
+        if len(widths) != 5 or len(blocks) != 4 or min(widths) < 1 or min(blocks) < 1:
+            raise ValueError(f"LightBackbone: expected 5 positive widths (stem, C2..C5) and 4 "
+                             f"positive block counts, got widths={widths}, blocks={blocks}")
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True), nn.MaxPool2d(3, stride=2, padding=1))
+        inplanes = widths[0]
+        stages = []
+        for i, (w, n) in enumerate(zip(widths[1:], blocks)):
+            mods = [BasicBlock(inplanes if b == 0 else w, w, (1 if i == 0 else 2) if b == 0 else 1)
+                    for b in range(n)]
+            stages.append(nn.Sequential(*mods))
+            inplanes = w
+        self.stages = nn.ModuleList(stages)
+        self.laterals = nn.ModuleList(nn.Conv2d(w, channels, 1) for w in widths[1:])
+        self.smooth = nn.Conv2d(channels, channels, 3, padding=1)
+        self.pool = nn.AvgPool2d(2, stride=2)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.stem(images)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)  # C2 (S/4), C3 (S/8), C4 (S/16), C5 (S/32)
+        p = self.laterals[3](feats[3])
+        for k in (2, 1, 0):
+            lat = self.laterals[k](feats[k])
+            p = F.interpolate(p, size=lat.shape[-2:], mode="bilinear", align_corners=False) + lat
+        return self.pool(self.smooth(p))
+
+
+def check_backbone(spec: Mapping[str, Any]) -> Dict[str, Any]:
+    """A backbone description, checked and completed with the defaults.
+
+    Args:
+        spec: {"kind": "resnet50"} (the paper's) or {"kind": "light", "widths": [5 ints],
+            "blocks": [4 ints]} (:class:`LightBackbone`; missing lists take the defaults).
+
+    Returns:
+        a new dict: {"kind": "resnet50"} or {"kind": "light", "widths": [...], "blocks": [...]}
+        (lists of ints, so the description survives JSON unchanged).
+
+    Raises:
+        ValueError: not a mapping, an unknown kind, an option the kind does not take, or bad
+            widths/blocks, naming what was expected.
+    """
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"backbone must be a dict such as {{'kind': 'resnet50'}}, got "
+                         f"{type(spec).__name__} {spec!r}")
+    kind = spec.get("kind", "resnet50")
+    if kind not in BACKBONE_KINDS:
+        raise ValueError(f"backbone kind must be one of {BACKBONE_KINDS}, got {kind!r}")
+    allowed = {"kind"} if kind == "resnet50" else {"kind", "widths", "blocks"}
+    extra = sorted(set(spec) - allowed)
+    if extra:
+        raise ValueError(f"unexpected backbone options {extra} for kind {kind!r}; 'resnet50' "
+                         f"takes none, 'light' takes 'widths' (5 ints) and 'blocks' (4 ints)")
+    if kind == "resnet50":
+        return {"kind": "resnet50"}
+    try:
+        widths = [int(w) for w in spec.get("widths", LIGHT_WIDTHS)]
+        blocks = [int(b) for b in spec.get("blocks", LIGHT_BLOCKS)]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"light backbone: widths and blocks must be lists of ints, got "
+                         f"{spec!r}") from exc
+    if len(widths) != 5 or len(blocks) != 4 or min(widths) < 1 or min(blocks) < 1:
+        raise ValueError(f"light backbone: expected 5 positive widths (stem, C2..C5) and 4 "
+                         f"positive block counts, got widths={widths}, blocks={blocks}")
+    return {"kind": "light", "widths": widths, "blocks": blocks}
+
+
+def build_backbone(spec: Mapping[str, Any], channels: int = 256) -> nn.Module:
+    """The backbone a description names (:func:`check_backbone`): image I (B, 3, S, S) ->
+    F (B, C, S/8, S/8) with C = ``channels``."""
+    spec = check_backbone(spec)
+    if spec["kind"] == "resnet50":
+        return Backbone(channels)
+    return LightBackbone(channels, spec["widths"], spec["blocks"])
 
 
 # ----------------------------------------------------------------------------------------------

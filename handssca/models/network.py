@@ -13,13 +13,13 @@ floats or uint8), as torchvision's ImageNet weights expect. S is 256 (HO3D, DexY
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
 
-from .backbone import Backbone
+from .backbone import build_backbone, check_backbone
 from .regressor import NUM_JOINTS, Encoder, HeatmapHead, ManoHead
 from .ssca import ATTENTION_KINDS, CHANNEL_SELECT_MODES, build_attention, set_scan_backend
 
@@ -28,6 +28,13 @@ Tensor = torch.Tensor
 #: ImageNet statistics (RGB), the normalisation torchvision's ResNet-50 weights were trained with
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: the version of the network's function that a checkpoint's weights were trained for. 1: the
+#: encoder read the raw heatmap scores and the 6D rotation was read as a row-major (3, 2)
+#: matrix; 2 (since then): the authors' conventions, the encoder reads the heatmap
+#: probabilities and the 6D rotation is two columns one after the other (see the book's "paper
+#: vs code" page). Weights of version 1 do not compute the same function in this network.
+NETWORK_VERSION = 2
 
 
 def normalise(images: Tensor) -> Tensor:
@@ -73,6 +80,10 @@ class HandSSCAConfig:
         drop_path: stochastic depth of the SSCA block's residual (0).
         fingertips: fingertip vertices of the 21 output joints ("manopth": 745, 317, 444, 556,
             673, thumb..pinky).
+        backbone: {"kind": "resnet50"} (the paper's ResNet-50 + reduced FPN) or
+            {"kind": "light", "widths": [5 ints], "blocks": [4 ints]} (the CPU profiles' light
+            backbone, :class:`~.backbone.LightBackbone`); completed by
+            :func:`~.backbone.check_backbone`.
     """
 
     attention: str = "ssca"
@@ -87,8 +98,10 @@ class HandSSCAConfig:
     hourglass_depth: int = 2
     drop_path: float = 0.0
     fingertips: str = "manopth"
+    backbone: Dict[str, Any] = field(default_factory=lambda: {"kind": "resnet50"})
 
     def __post_init__(self):
+        self.backbone = check_backbone(self.backbone)
         if self.attention not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
         if self.channel_select not in CHANNEL_SELECT_MODES:
@@ -119,7 +132,7 @@ def make_parts(config: HandSSCAConfig) -> Dict[str, nn.Module]:
     mano_head (the MANO layer, which has no parameters, is added by :class:`HandSSCA`)."""
     enc = Encoder(config.C, NUM_JOINTS)
     return {
-        "backbone": Backbone(config.C),
+        "backbone": build_backbone(config.backbone, config.C),
         "attention": build_attention(
             config.attention, config.C, config.H, config.W, config.channel_select, config.N,
             config.expand, config.dt_rank, config.d_conv, config.drop_path, config.scan_backend),
@@ -249,7 +262,11 @@ def _forgive_missing_hand_layer_state(module, incompatible_keys):
 def build_model(attention: str = "ssca", input_size: int = 256, hand_model=None,
                 scan_backend: Optional[str] = None, channel_select: str = "code",
                 **config) -> HandSSCA:
-    """Build HandSSCA (or one of Table 6's variants).
+    """Build HandSSCA (or one of Table 6's variants): the one constructor of the network.
+
+    The engine, the importer of the authors' weights and the chapters all build through it;
+    ``build_model(**cfg.to_dict())`` rebuilds any model from its :class:`HandSSCAConfig`
+    (``model.config``), backbone included.
 
     Args:
         attention: "ssca" (default), "ssa", "self_attention" or "none".
@@ -258,8 +275,9 @@ def build_model(attention: str = "ssca", input_size: int = 256, hand_model=None,
         hand_model: a ``smplx.MANO`` from :func:`handssca.hand.load_hand_model` (None: load it).
         scan_backend: selective-scan backend of the SSM (None: automatic).
         channel_select: "code" or "paper" (see :class:`HandSSCAConfig`).
-        **config: the other fields of :class:`HandSSCAConfig` (``build_model(**cfg.to_dict())``
-            rebuilds a model from its config).
+        **config: the other fields of :class:`HandSSCAConfig`, e.g. ``C``,
+            ``hourglass_depth`` or ``backbone={"kind": "light", "widths": [...],
+            "blocks": [...]}`` (default: the paper's ResNet-50).
 
     Returns:
         a :class:`HandSSCA` in training mode.

@@ -7,12 +7,13 @@
 - :mod:`.tables`: the one function that puts the paper's numbers and ours side by side, and the
   formatting of every number it prints.
 - :mod:`.spread`: our variants alone, mean and spread over seeds beside the mean-pose baseline.
-- :mod:`.collect`: the result files of Tables 1-6 gathered from a folder, and the parameter
-  counts of the paper's configuration.
+- :mod:`.collect`: the result files of Tables 1-6 gathered from a folder, the parameter
+  counts of the paper's configuration, and one evaluation beside its table
+  (:func:`evaluation_table`, e.g. the authors' imported weights on the real dataset).
 """
-from .collect import (RESULT_FILES, TableResult, hardware_label, load_table_results,
-                      parameter_counts, results_table, runs_hardware, table_parameters,
-                      table_result)
+from .collect import (RESULT_FILES, TableResult, evaluation_table, hardware_label,
+                      load_table_results, parameter_counts, results_table, runs_hardware,
+                      table_parameters, table_result)
 from .paper import (COLUMN_LABELS, VARIANT_LABELS, paper_numbers, paper_table, paper_value,
                     table_columns)
 from .results import load_result, write_result
@@ -24,4 +25,4 @@ __all__ = ["COLUMN_LABELS", "VARIANT_LABELS", "paper_numbers", "paper_table", "p
            "write_result", "Table", "compare_table", "format_value", "paper_cells",
            "spread_table", "seed_separation", "RESULT_FILES", "TableResult", "hardware_label",
            "load_table_results", "parameter_counts", "results_table", "runs_hardware",
-           "table_parameters", "table_result"]
+           "table_parameters", "table_result", "evaluation_table"]

@@ -299,3 +299,54 @@ def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str
                            f"{RESULT_CHAPTERS[result.table]} writes it, or copy it from a GPU "
                            "run into the results folder.")
     return table
+
+
+def evaluation_table(metrics) -> Table:
+    """The paper's Table 1, 2 or 3 (the one of the evaluation's dataset) beside the numbers of
+    one evaluation, e.g. of the authors' imported weights on the real dataset.
+
+    Args:
+        metrics: the ``metrics.json`` that ``python -m handssca evaluate`` wrote (a path), or
+            its content.
+
+    Returns:
+        :func:`~.tables.compare_table`'s table, our numbers under "HandSSCA (paper)", with notes
+        naming the split, the samples, the weights (imported file or trained run) and the
+        mean-pose baseline.
+
+    Raises:
+        ValueError: not an evaluation's metrics.json, or a split without ground truth (scored
+            only by the dataset's server: submit its file there).
+    """
+    where = "the evaluation"
+    if not isinstance(metrics, Mapping):
+        where = str(metrics)
+        try:
+            metrics = json.loads(Path(metrics).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{where}: not a readable metrics.json ({exc})") from exc
+    tables = {d: t for t, d in TABLE_DATASETS.items() if t <= 3}
+    if metrics.get("dataset") not in tables or "data" not in metrics:
+        raise ValueError(f"{where}: expected the metrics.json of `python -m handssca evaluate` "
+                         f"(with 'dataset' and 'data'), got keys {sorted(metrics)[:8]}")
+    if metrics.get("metrics") is None:
+        raise ValueError(f"{where}: the {metrics['dataset']} {metrics.get('split')} split has no "
+                         f"ground truth here; submit {metrics.get('submission')} to the dataset's "
+                         f"server")
+    prov = metrics.get("provenance") or {}
+    table = compare_table(tables[metrics["dataset"]], {HANDSSCA_ROW: metrics["metrics"]},
+                          data=metrics["data"], profile=str(prov.get("profile")),
+                          hardware=hardware_label(prov))
+    model = metrics.get("model") or {}
+    weights = (f"imported weights {model['imported'].get('file')}" if model.get("imported")
+               else f"run {(metrics.get('checkpoint') or {}).get('run')}")
+    table.notes.append(f"Source: {weights}, {metrics.get('split')} split, "
+                       f"{metrics.get('n_samples')} samples (commit {prov.get('commit')}).")
+    base = (metrics.get("baseline") or {}).get("metrics")
+    if base:
+        line = baseline_note(base, [c for c in table_columns(tables[metrics["dataset"]])
+                                    if c != "params"])
+        if line:
+            table.notes.append(line)
+    return table
+

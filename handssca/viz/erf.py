@@ -342,20 +342,25 @@ def initial_network(run) -> nn.Module:
     """The network of a trained run as it was before its first step: the same spec (backbone,
     C, S, attention variant) and hand model, initialised from the same seed stream the engine
     uses (``derive_seed(seed, -1, "init")``, then the mean-hand start of the MANO head when the
-    run's settings asked for it). Eval mode, on the run's device.
+    run's settings asked for it). Eval mode, on the run's device. A run started from ImageNet
+    weights records only their file's name and digest: its initial backbone is not rebuilt.
 
     Args:
-        run: a loaded run (:func:`handssca.engine.load_run`).
+        run: a loaded run (:func:`handssca.engine.load_run`) trained here (imported weights
+            have no initial network: ValueError).
     """
-    from handssca.engine import make_model
     from handssca.engine.factory import init_mean_hand
     from handssca.engine.randomness import derive_seed, seed_everything
+    from handssca.models import build_model
 
     if not (hasattr(run, "spec") and hasattr(run, "model")):
         raise ValueError(f"initial_network: expected a loaded run (handssca.engine.load_run), "
                          f"got {type(run).__name__}")
+    if run.seed is None:
+        raise ValueError(f"initial_network: {run.path} holds imported weights, trained elsewhere "
+                         f"from an initialisation it does not record")
     seed_everything(derive_seed(int(run.seed), -1, "init"))
-    model = make_model(run.spec, run.model.hand_model)
+    model = build_model(**run.spec.to_dict(), hand_model=run.model.hand_model)
     if (run.config.get("train") or {}).get("init_mean_hand"):
         init_mean_hand(model)
     return model.to(run.device).eval()
