@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from handssca.data.stats import occlusion_values
 from handssca.hand.joints import FREIHAND_PARENTS
 
 #: one colour per finger (thumb, index, middle, ring, pinky), F order joints 1-4, 5-8, ...
@@ -104,17 +105,6 @@ def _wrap_id(sid: str, width: int = 24) -> str:
     cuts = [i for i, ch in enumerate(sid) if ch == "/"]
     k = min(cuts, key=lambda i: abs(i - len(sid) / 2))
     return sid[: k + 1] + "\n" + sid[k + 1:]
-
-
-def occlusion_values(dataset) -> np.ndarray:
-    """Every sample's occlusion fraction, read from the dataset's side information (no images)."""
-    occ = getattr(dataset, "occlusion", None)
-    if occ is None:
-        return np.full(len(dataset), np.nan)
-    occ = np.asarray(occ, dtype=np.float64)
-    if hasattr(dataset, "ids"):  # FreiHAND: per unique sample
-        occ = np.tile(occ[dataset.ids], len(dataset.versions))
-    return occ[: len(dataset)]
 
 
 def plot_occlusion(values: dict, bins: int = 10):
