@@ -122,3 +122,20 @@ def test_statistics_of_a_synthetic_set(ho3d_root):
     assert constant_errors(one, load_hand_model(kind=read_info(ho3d_root)["hand_model"]["kind"]),
                            ds.fingertips)[0] < 1e-3   # mm; the pickles hold float32
     assert np.allclose(plain_spread(512, 0), sample_articulation(512, np.random.default_rng(0)).std(0))
+
+
+def test_the_chapter_table_and_figure_say_what_they_show(ho3d_root):
+    import matplotlib
+    matplotlib.use("Agg")
+    from handssca.viz.data import plot_articulation_spread, variety_table
+    stats = style_statistics(HO3D(ho3d_root, "train"))
+    plain = plain_spread(512, 0)
+    table = variety_table({"HO-3D": ("synthetic", stats)}, plain)
+    assert table.caption.startswith("SYNTHETIC data") and table.rows[0][:3] == ["HO-3D", "SYNTHETIC", "32"]
+    assert float(table.rows[0][3]) == pytest.approx(stats["constant_pa_mpjpe"], abs=0.05)
+    real = variety_table({"HO-3D": ("real", {**stats, "occlusion": np.full(3, np.nan)})}, plain)
+    assert not real.caption.startswith("SYNTHETIC") and real.rows[0][5] == "unknown"
+    fig = plot_articulation_spread({"HO-3D (synthetic)": stats["spread"]}, plain)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 45 and np.allclose(ax.lines[0].get_ydata(), stats["spread"])
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"plain pose distribution", "HO-3D (synthetic)"}
