@@ -49,8 +49,10 @@ def test_unaligned_auc_matches_the_official_reading(root, tmp_path):
     assert np.array_equal(pred_j[:, 0], gt_j[:, 0])
     official = _official_auc(gt_j, pred_j)
     # the engine's ground truth for the split is the JSON read in float64, row for row
-    gt = ground_truth(DataSource("freihand", root, "synthetic"), {"index": np.arange(n), "has_3d": np.ones(n, bool)}, ds)
-    assert gt["joints"].dtype == np.float64 and np.array_equal(gt["joints"], gt_j) and np.array_equal(gt["vertices"], gt_v)
+    res = {"index": np.arange(n), "has_3d": np.ones(n, bool)}
+    gt = ground_truth(DataSource("freihand", root, "synthetic"), res, ds)
+    assert gt["joints"].dtype == np.float64
+    assert np.array_equal(gt["joints"], gt_j) and np.array_equal(gt["vertices"], gt_v)
     ours = evaluate_mesh_and_joints(pred_j, gt["joints"], pred_v, gt["vertices"])
     assert ours["mpjpe_auc"] == pytest.approx(official, abs=1e-12)
     # read in float32 (as before), the wrist the predictions were put on misses the official one

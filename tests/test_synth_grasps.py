@@ -5,14 +5,16 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+import torch
 
 from handssca.data import DexYCB, HO3D
-from handssca.data.stats import constant_errors, hand_annotations, plain_spread, style_statistics
+from handssca.data.stats import (constant_errors, hand_annotations, mean_articulation_hand, plain_spread,
+                                 style_statistics)
 from handssca.data.synth import generate, read_info
 from handssca.data.synth.common import Timer
 from handssca.data.synth.ho3d import HO3DWriter
 from handssca.data.synth.scene import HandPoser, grasp_centres, key_rotations, palm_turned_away
-from handssca.hand import load_hand_model
+from handssca.hand import HandLayer, load_hand_model
 from handssca.hand.pose_space import sample_angles, sample_articulation
 
 
@@ -62,15 +64,13 @@ def test_grasps_follow_the_object_and_vary_like_the_plain_distribution():
     # the generator's own sequences: 100 grasps of HO3D's objects, two keyframes each
     w = HO3DWriter("unused", 600, 0, HandPoser(), Timer(), frames_per_sequence=6)
     model = load_hand_model(kind=w.poser.kind)
-    arts = np.array([a for q in range(len(w.sequences)) for a in w.sequence(q)["arts"]])
-    shapes = np.array([w.sequence(q)["shape"] for q in range(len(w.sequences)) for _ in w.sequence(q)["arts"]])
+    seqs = [w.sequence(q) for q in range(len(w.sequences))]
+    arts = np.array([a for seq in seqs for a in seq["arts"]])
+    shapes = np.array([seq["shape"] for seq in seqs for _ in seq["arts"]])
     plain = plain_spread()
     moving = plain > 0.01
     ratio = arts.std(0)[moving] / plain[moving]
     assert 0.75 < ratio.min() and ratio.max() < 1.3 and 0.85 < np.median(ratio) < 1.15
-    from handssca.data.stats import mean_articulation_hand
-    import torch
-    from handssca.hand import HandLayer
     layer = HandLayer(model).double()
     offsets = arts - w.poser.hands_mean[True]
     with torch.no_grad():

@@ -58,9 +58,10 @@ Two layouts (``toolkit_layout``):
 - **toolkit** (``toolkit_layout=True``): what the toolkit's ``DexYCBDataset`` reads as it is:
   the ten subjects with 100 sequences each (trial i grasps object i // 5 + 1, as the real
   recordings grasp each of 20 objects in five trials), every sequence recorded by all eight
-  cameras, ``n / 8`` frames spread over the 1000 sequences (num_frames = n / 8000, the first
-  ones one more), so n must be a multiple of 8 and at least 8000: one frame per sequence is the
-  smallest faithful folder (8000 images, minutes to render; the book does not use it). The
+  cameras, F = n / 8 frames spread over the 1000 sequences (num_frames = F // 1000, one more for
+  the first F mod 1000), so n must be a multiple of 8 and at least 8000: one frame per sequence
+  is the smallest faithful folder (8000 images: about 9 minutes at the 15 images per second of
+  ``bench synth`` on 2 CPU cores; the book does not use it). The
   toolkit reads the calibration and every sequence's ``meta.yml`` at construction and forms the
   image and label paths of every camera's frames; all of them are written.
 - Sequence folders are named <date>_HHMMSS with the time growing with the trial index.
@@ -68,9 +69,8 @@ Two layouts (``toolkit_layout``):
   hands in the order q (starting right in train and val, left in test, so that even the smallest
   set, one val and one test sequence, evaluates both sides), so every part with two sequences or
   more holds both, in the proportion of the real recordings (about one sequence in two is a left
-  hand). A left
-  sequence uses the left hand model (``mano_sides: [left]``), its pose_m is in the left model's
-  PCA space, and the same subject betas serve both sides.
+  hand). A left sequence uses the left hand model (``mano_sides: [left]``), its pose_m is in the
+  left model's PCA space, and the same subject betas serve both sides.
 - Grasps: a sequence's keyframe articulations are drawn about its own grasp (closure set by
   the grasped object's thickness, plus randomness; ``scene.grasp_centres``), and its hand never
   turns its palm, with the object against it, towards the master camera (the camera of every
@@ -94,9 +94,9 @@ from . import backgrounds as B
 from .common import Unit, jpeg_bytes, npz_bytes, obj_text, occlusion_record, png_bytes, yaml_text
 from .engine import StyleWriter
 from .scene import (MAX_FIRST_OCCLUSION, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw, estimated_occlusion,
-                    grasp_centres, grasp_pose, key_rotations, look_at,
-                    object_body, object_color, object_extents, object_mesh, palm_frame, pinhole, place,
-                    rotation_about, sample_articulation, sample_shape, skin_color, slerp, smooth_track, stream)
+                    grasp_centres, grasp_pose, key_rotations, look_at, object_body, object_color, object_extents,
+                    object_mesh, palm_frame, pinhole, place, rotation_about, sample_articulation, sample_shape,
+                    skin_color, slerp, smooth_track, stream)
 
 W, H = 640, 480
 SUBJECTS = ("20200709-subject-01", "20200813-subject-02", "20200820-subject-03", "20200903-subject-04",

@@ -75,8 +75,9 @@ from . import backgrounds as B
 from .common import Unit, jpeg_bytes, occlusion_record, pickle_bytes, png_bytes, rounded
 from .engine import StyleWriter, write_json_lists
 from .scene import (HO3D_OBJECT_IDS, MAX_FIRST_OCCLUSION, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw,
-                    estimated_occlusion, grasp_centres, grasp_pose, key_rotations, lights, object_body, object_color, object_corners, object_mesh, palm_frame, pinhole, place,
-                    place_in_view, sample_articulation, sample_shape, skin_color, slerp, smooth_track, stream)
+                    estimated_occlusion, grasp_centres, grasp_pose, key_rotations, lights, object_body, object_color,
+                    object_corners, object_mesh, palm_frame, pinhole, place, place_in_view, sample_articulation,
+                    sample_shape, skin_color, slerp, smooth_track, stream)
 
 W, H = 640, 480
 DEPTH_SCALE = 0.00012498664727900177
