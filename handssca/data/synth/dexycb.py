@@ -74,9 +74,9 @@ Two layouts (``toolkit_layout``):
 - Grasps: a sequence's keyframe articulations are drawn about its own grasp (closure set by
   the grasped object's thickness, plus randomness; ``scene.grasp_centres``), and its hand never
   turns its palm, with the object against it, towards the master camera (the camera of every
-  sequence); a sequence whose first hand frame still hides more than 80 % of the hand from the
-  master camera (estimated from a quarter-size rendering) draws its rotations again. So no
-  sequence is hidden whole.
+  sequence, within 30 degrees); a sequence whose labelled keyframes and last frame all hide more
+  than 90 % of the hand from the master camera (estimated from quarter-size renderings, within
+  0.015 of the full-size share) draws its rotations again. So no sequence is hidden whole.
 - Invalid frames: frame 0 of every sequence with q mod 4 == 3 that has more than one frame (a
   sequence of one frame keeps its hand).
 - One extrinsics calibration per subject (id <date>_080000), eight cameras around a table 0.65-0.95
@@ -93,7 +93,7 @@ import numpy as np
 from . import backgrounds as B
 from .common import Unit, jpeg_bytes, npz_bytes, obj_text, occlusion_record, png_bytes, yaml_text
 from .engine import StyleWriter
-from .scene import (MAX_FIRST_OCCLUSION, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw, estimated_occlusion,
+from .scene import (MAX_HIDDEN, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw, estimated_occlusion,
                     grasp_centres, grasp_pose, key_rotations, look_at, object_body, object_color, object_extents,
                     object_mesh, palm_frame, pinhole, place, rotation_about, sample_articulation, sample_shape,
                     skin_color, slerp, smooth_track, stream)
@@ -365,28 +365,36 @@ class DexYCBWriter(StyleWriter):
         return seq
 
     def _keep_visible(self, seq: dict, palm_normal: np.ndarray, to_master: list) -> None:
-        """Draw the sequence's rotations again (from a stream of their own) while the master
-        camera's first hand frame hides more than ``MAX_FIRST_OCCLUSION`` of the hand (objects
-        large enough to cover the hand from the side, or resting in front of it)."""
+        """Draw the sequence's rotations again (from a stream of their own) while, in the master
+        camera, every one of its labelled keyframes (and its last frame) hides more than
+        ``MAX_HIDDEN`` of the hand (objects large enough to cover the hand from the side, or
+        resting in front of it): then no sequence is hidden whole, while single frames may be."""
         q = seq["q"]
-        first = next((f for f in range(self.layout(q)[1]) if not self.is_invalid(q, f)), None)
-        if first is None:  # no hand in this sequence
+        length = self.layout(q)[1]
+        checked = [f for f in sorted(set(range(0, length, KEY_EVERY)) | {length - 1}) if not self.is_invalid(q, f)]
+        if not checked:  # frame 0 invalid and nothing else checked: its next frame
+            checked = [f for f in range(length) if not self.is_invalid(q, f)][:1]
+        if not checked:  # no hand in this sequence
             return
         view = self.view(seq["subject"], MASTER)
-        R_ct = view["R_tc"].T
-        t_ct = -R_ct @ view["C"]
         rng = stream(self.seed, "dexycb", "visible", q)
         for _ in range(REDRAWS):
-            fr = self.frame_in_table(seq, first)
-            bodies = [Body(fr["verts"] @ R_ct.T + t_ct, self.poser.faces[seq["right"]], seq["skin"],
-                           double_sided=True)]
-            bodies += [object_body(oid, R_ct @ Ro, R_ct @ to + t_ct, seq["colors"][oid])
-                       for oid, (Ro, to) in fr["objects"].items()]
-            with self.timer("render"):
-                occ = estimated_occlusion(bodies, view["K"], W, H)
-            if occ is None or occ <= MAX_FIRST_OCCLUSION:
+            if any(self._hidden_share(seq, f, view) <= MAX_HIDDEN for f in checked):
                 return
             seq["rots"] = key_rotations(rng, palm_normal, to_master, ROTATION_STEP)
+
+    def _hidden_share(self, seq: dict, f: int, view: dict) -> float:
+        """The estimated share of the hand hidden in frame f as a camera (``view``) sees it (0 when
+        the hand is out of view)."""
+        R_ct = view["R_tc"].T
+        t_ct = -R_ct @ view["C"]
+        fr = self.frame_in_table(seq, f)
+        bodies = [Body(fr["verts"] @ R_ct.T + t_ct, self.poser.faces[seq["right"]], seq["skin"], double_sided=True)]
+        bodies += [object_body(oid, R_ct @ Ro, R_ct @ to + t_ct, seq["colors"][oid])
+                   for oid, (Ro, to) in fr["objects"].items()]
+        with self.timer("render"):
+            occ = estimated_occlusion(bodies, view["K"], W, H)
+        return 0.0 if occ is None else occ
 
     def frame_in_table(self, seq: dict, f: int) -> dict:
         """Frame f with a hand, in the table frame: "hand" (:meth:`hand_in_table`), "verts" (778, 3)

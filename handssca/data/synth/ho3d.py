@@ -54,9 +54,10 @@ Decisions where the real format leaves room:
 - Grasps differ by object and sequence: the keyframe articulations are drawn about the
   sequence's own grasp (a closure set by the object's thickness plus randomness, and a finger
   spread; ``scene.grasp_centres``), and the hand never turns its palm, with the object against
-  it, towards the camera (``scene.key_rotations``); a sequence whose first frame still hides
-  more than 80 % of the hand (a large object seen from the side; estimated from a quarter-size
-  rendering) draws its rotations again. So no sequence is hidden whole.
+  it, straight towards the camera (within 30 degrees; ``scene.key_rotations``); a sequence whose
+  keyframes and last frame all hide more than 90 % of the hand (a large object seen from the
+  side; estimated from quarter-size renderings, within 0.015 of the full-size share) draws its
+  rotations again. So no sequence is hidden whole, while single frames may be.
 - ``evaluation_xyz.json`` / ``evaluation_verts.json``: compact JSON lists, values rounded to
   8 decimals (10 nm); the evaluation pickles' wrist (``handJoints3D``, float32) is the same
   point to float32 precision.
@@ -74,7 +75,7 @@ import numpy as np
 from . import backgrounds as B
 from .common import Unit, jpeg_bytes, occlusion_record, pickle_bytes, png_bytes, rounded
 from .engine import StyleWriter, write_json_lists
-from .scene import (HO3D_OBJECT_IDS, MAX_FIRST_OCCLUSION, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw,
+from .scene import (HO3D_OBJECT_IDS, MAX_HIDDEN, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw,
                     estimated_occlusion, grasp_centres, grasp_pose, key_rotations, lights, object_body, object_color,
                     object_corners, object_mesh, palm_frame, pinhole, place, place_in_view, sample_articulation,
                     sample_shape, skin_color, slerp, smooth_track, stream)
@@ -194,19 +195,26 @@ class HO3DWriter(StyleWriter):
         return seq
 
     def _keep_visible(self, q: int, seq: dict, palm_normal: np.ndarray, to_camera: list) -> None:
-        """Draw the sequence's rotations again (from a stream of their own) while its first frame
-        hides more than ``MAX_FIRST_OCCLUSION`` of the hand: then no sequence is hidden whole,
-        even by an object large enough to cover the hand from the side."""
+        """Draw the sequence's rotations again (from a stream of their own) while every one of its
+        keyframes (and its last frame) hides more than ``MAX_HIDDEN`` of the hand: then
+        no sequence is hidden whole, even by an object large enough to cover the hand from the
+        side, while single frames may be."""
         rng = stream(self.seed, "ho3d", "visible", q)
+        length = len(seq["track"])
+        checked = sorted(set(range(0, length, KEY_EVERY)) | {length - 1})
         for _ in range(REDRAWS):
-            fr = self.pose(seq, 0)
-            bodies = [Body(fr["verts"], self.poser.faces[True], seq["skin"], double_sided=True),
-                      object_body(seq["object"], fr["R_obj"], fr["t_obj"], seq["obj_color"])]
-            with self.timer("render"):
-                occ = estimated_occlusion(bodies, seq["K"], W, H)
-            if occ is None or occ <= MAX_FIRST_OCCLUSION:
+            if any(self._hidden_share(seq, f) <= MAX_HIDDEN for f in checked):
                 return
             seq["rots"] = key_rotations(rng, palm_normal, to_camera, ROTATION_STEP)
+
+    def _hidden_share(self, seq: dict, f: int) -> float:
+        """The estimated share of the hand the object hides in frame f (0 when it is out of view)."""
+        fr = self.pose(seq, f)
+        bodies = [Body(fr["verts"], self.poser.faces[True], seq["skin"], double_sided=True),
+                  object_body(seq["object"], fr["R_obj"], fr["t_obj"], seq["obj_color"])]
+        with self.timer("render"):
+            occ = estimated_occlusion(bodies, seq["K"], W, H)
+        return 0.0 if occ is None else occ
 
     def frame(self, q: int, f: int) -> dict:
         """Hand and object of frame f of sequence q, in the OpenCV camera frame."""

@@ -14,8 +14,9 @@ distribution for free hands, and for a hand that holds an object a draw conditio
 hand, thick ones open it) plus a random part, and a finger-spread centre, both fixed for a
 sequence (or a sample), the keyframes varying about them. Shapes come from N(0, 1) clipped to
 [-2.5, 2.5]; global rotations are uniform on SO(3), except that a hand holding an object never
-turns its palm towards the camera (:func:`palm_turned_away`), where the object would hide it
-whole. A left hand (DexYCB) uses the left model and the mirror image of a right articulation
+turns its palm straight towards the camera (:func:`palm_turned_away`), where the object would
+hide it whole; a sequence that would still be hidden whole (a large object seen from the side) is
+drawn again (:func:`estimated_occlusion`). A left hand (DexYCB) uses the left model and the mirror image of a right articulation
 (axis-angle (a, b, c) -> (a, -b, -c)).
 
 Objects. Boxes, cylinders, capsules and ellipsoids with the sizes of the YCB objects that DexYCB
@@ -192,8 +193,8 @@ def grasp_centres(rng: np.random.Generator, ycb_id: int) -> tuple[float, float]:
 
 
 #: a hand holding an object keeps its palm more than this angle (degrees) away from the direction
-#: towards the camera (the object against the palm would otherwise stand between them)
-PALM_AWAY_DEG = 50.0
+#: towards the camera (the object against the palm would otherwise stand straight between them)
+PALM_AWAY_DEG = 30.0
 
 
 def palm_turned_away(R: np.ndarray, palm_normal: np.ndarray, to_camera: np.ndarray,
@@ -212,7 +213,7 @@ def key_rotations(rng: np.random.Generator, palm_normal: np.ndarray, to_camera: 
     The first is uniform on SO(3), each next one the previous turned by an angle in ``step``
     (radians) about a random axis; each is redrawn until :func:`palm_turned_away` holds for its
     keyframe's direction towards the camera (after ``tries`` draws the last one is kept: a
-    bounded loop; the cone excluded is 18 % of SO(3), so this does not happen in practice).
+    bounded loop; the cone excluded is 7 % of the directions, so this does not happen in practice).
 
     Args:
         palm_normal: (3,) the palmar normal of the unrotated hand (:func:`palm_frame`).
@@ -233,9 +234,10 @@ def key_rotations(rng: np.random.Generator, palm_normal: np.ndarray, to_camera: 
     return rots
 
 
-#: a sequence's first hand frame may hide at most this share of the hand (estimated at 1/4 size);
-#: beyond it the sequence's rotations are drawn again (:func:`estimated_occlusion`)
-MAX_FIRST_OCCLUSION = 0.8
+#: at least one of a sequence's keyframes (or its last frame) hides at most this share of the
+#: hand (estimated at 1/4 size, :func:`estimated_occlusion`, which is within 0.015 of the full-size
+#: share); otherwise the sequence's rotations are drawn again
+MAX_HIDDEN = 0.9
 #: how many times a sequence's rotations are drawn again at most
 REDRAWS = 20
 
