@@ -37,11 +37,13 @@ Conditioned draws (the synthetic data's grasps): :func:`sample_angles` and
 :func:`sample_articulation` take an optional closure centre c and spread centre m; then
 g = clip(c + sigma_g N, 0, 1) replaces the Beta draw and s = m + sigma_s N the standard normal
 one (sigma_g = 0.1, sigma_s = 0.6 by default), and everything else is drawn as above. A caller
-that draws its centres as c ~ (a distribution of mean 0.43, sd about 0.18) and m ~ N(0, 0.8^2)
-keeps the marginal spread of every angle close to the plain distribution's while the hands of
-one centre (one grasp, one sequence) resemble each other. ``hands_mean`` is the mean of 8192 samples
-(seed 0) in axis-angle, a relaxed, slightly curled hand as MANO's; ``hands_components`` are the
-principal axes of the samples (rows, orthonormal, by decreasing variance).
+whose centres c spread with an sd of about 0.18 (g's is 0.21) and m ~ N(0, 0.8^2) keeps the
+marginal spread of every angle close to the plain distribution's, while the hands drawn about one
+centre (one grasp, one sequence) resemble each other.
+
+``hands_mean`` is the mean of 8192 plain samples (seed 0) in axis-angle, a relaxed, slightly
+curled hand as MANO's; ``hands_components`` are the principal axes of the samples (rows,
+orthonormal, by decreasing variance).
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ sequence (or a sample), the keyframes varying about them. Shapes come from N(0, 
 [-2.5, 2.5]; global rotations are uniform on SO(3), except that a hand holding an object never
 turns its palm straight towards the camera (:func:`palm_turned_away`), where the object would
 hide it whole; a sequence that would still be hidden whole (a large object seen from the side) is
-drawn again (:func:`estimated_occlusion`). A left hand (DexYCB) uses the left model and the mirror image of a right articulation
-(axis-angle (a, b, c) -> (a, -b, -c)).
+drawn again (:func:`estimated_occlusion`). A left hand (DexYCB) uses the left model and the mirror
+image of a right articulation (axis-angle (a, b, c) -> (a, -b, -c)).
 
 Objects. Boxes, cylinders, capsules and ellipsoids with the sizes of the YCB objects that DexYCB
 (ids 1..21, the toolkit's table) and HO3D use, in metres, centred on their model origin. A held
