@@ -13,7 +13,7 @@ import yaml
 from handssca.data.synth import generate, read_info
 from handssca.hand import HandLayer, load_hand_model
 
-N = 14
+N = 24  # 10 sequences; the 3-frame ones start with an invalid frame
 SERIALS = ["836212060125", "839512060362", "840412060917", "841412060263", "932122060857", "932122060861",
            "932122061900", "932122062010"]
 YCB = {1: "002_master_chef_can", 2: "003_cracker_box", 3: "004_sugar_box", 4: "005_tomato_soup_can",

@@ -1,7 +1,9 @@
 """Synthetic HO3D: layout and lists, the pickles' keys/shapes/dtypes, the OpenGL frame, absolute
 poses (flat_hand_mean=True), the H joint order and HO3D's fingertips, depth packing,
-segmentation, object poses, smooth sequences, evaluation frames, v3, determinism."""
+segmentation, object poses, smooth sequences, evaluation frames and their released ground truth,
+grasps and visibility, v3, determinism."""
 import hashlib
+import json
 import pickle
 from pathlib import Path
 
@@ -70,7 +72,7 @@ def test_layout_and_lists(root):
     train, evaluation = _frames(root, "train"), _frames(root, "evaluation")
     assert len(train) + len(evaluation) == N and train and evaluation
     assert {n.split("/")[0] for n in train}.isdisjoint({n.split("/")[0] for n in evaluation})
-    expected = {"train.txt", "evaluation.txt", "synth_info.json"}
+    expected = {"train.txt", "evaluation.txt", "synth_info.json", "evaluation_xyz.json", "evaluation_verts.json"}
     for split, names in (("train", train), ("evaluation", evaluation)):
         assert names == sorted(names)
         for name in names:
@@ -167,6 +169,46 @@ def test_evaluation_frames_carry_only_root_and_box(root):
         ys, xs = np.nonzero(hand)
         if len(xs):
             assert box[0] - 1 <= xs.min() and xs.max() <= box[2] + 1
+
+
+def test_evaluation_ground_truth_rows_are_the_posed_meshes(root):
+    names = _frames(root, "evaluation")
+    xyz = np.asarray(json.loads((root / "evaluation_xyz.json").read_text()))
+    verts = np.asarray(json.loads((root / "evaluation_verts.json").read_text()))
+    assert xyz.shape == (len(names), 21, 3) and verts.shape == (len(names), 778, 3)
+    tips = list(FINGERTIP_VERTICES["ho3d"])
+    for k, name in enumerate(names):
+        m = _meta(root, "evaluation", name)
+        # row k is line k of evaluation.txt: its wrist is that frame's given wrist
+        assert np.abs(xyz[k, 0] - m["handJoints3D"]).max() < 1e-6, name
+        # H order (the tips last, HO3D's vertices), OpenGL frame (in front is -z)
+        assert np.abs(verts[k][tips] - xyz[k, 16:]).max() < 1e-7 and np.all(verts[k][:, 2] < 0)
+        # the mesh that was drawn: it gives the frame's box, covers its hand pixels, and its
+        # depths are the hand's in the depth image
+        uv = _project_gl(verts[k], m["camMat"])
+        box = np.clip([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()], 0, [639, 479, 639, 479])
+        assert np.abs(box - m["handBoundingBox"]).max() < 1e-2, name
+        hand = _seg(root, "evaluation", name)[..., 0] > 0
+        drawn = np.zeros((480, 640), np.uint8)
+        cv2.fillPoly(drawn, [cv2.convexHull(np.round(uv).astype(np.int32))], 1)
+        assert hand.any() and (hand & ~cv2.dilate(drawn, np.ones((5, 5), np.uint8)).astype(bool)).sum() == 0
+        d = _depth(root, "evaluation", name)[hand]
+        assert d.min() > -verts[k][:, 2].max() - 0.005 and d.max() < -verts[k][:, 2].min() + 0.005
+
+
+def test_evaluation_split_is_scored_with_the_released_ground_truth(root):
+    from handssca.engine import mean_pose_baseline
+    from handssca.hand.joints import HO3D_TO_FREIHAND
+    from handssca.metrics import pa_mpjpe
+
+    out = mean_pose_baseline("ho3d", root, split="test", verbose=False)
+    names = _frames(root, "evaluation")
+    assert out["n_samples"] == len(names) and out["metrics"] is not None
+    assert out["mean_articulation"] is not None
+    # the same number from the files alone: the constant against the released joints (OpenCV, F)
+    gt = np.asarray(json.loads((root / "evaluation_xyz.json").read_text()))[:, list(HO3D_TO_FREIHAND)] @ GL
+    mean = np.broadcast_to(np.asarray(out["mean"]["joints"]), gt.shape)
+    assert out["metrics"]["pa_mpjpe"] == pytest.approx(pa_mpjpe(mean, gt), rel=1e-6)
 
 
 def test_occlusion_is_recorded_and_substantial(root):

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="freihand only: evaluation samples (default n x 3960 / 32560, at least 1)")
     p.add_argument("--frames-per-sequence", type=int, default=None,
                    help="ho3d only: mean frames per sequence (default 50)")
+    p.add_argument("--toolkit-layout", action="store_true",
+                   help="dexycb only: the layout the official toolkit reads (10 subjects x 100 sequences, "
+                        "8 cameras; --n a multiple of 8, at least 8000)")
     p.add_argument("--hand", choices=("auto", "mano", "procedural"), default="auto",
                    help="hand model: the real MANO when installed (auto, default), or force one")
     p.add_argument("--overwrite", action="store_true",
@@ -46,11 +49,14 @@ def run(args) -> int:
         print("note: --n-eval applies to --style freihand only; ignored", file=sys.stderr)
     if args.style != "ho3d" and args.frames_per_sequence is not None:
         print("note: --frames-per-sequence applies to --style ho3d only; ignored", file=sys.stderr)
+    if args.style != "dexycb" and args.toolkit_layout:
+        print("note: --toolkit-layout applies to --style dexycb only; ignored", file=sys.stderr)
     try:
         res = generate(args.style, args.out, args.n, args.seed, version=args.version,
                        n_eval=args.n_eval if args.style == "freihand" else None,
                        frames_per_sequence=(args.frames_per_sequence if args.style == "ho3d"
-                                            else None), overwrite=args.overwrite,
+                                            else None),
+                       toolkit_layout=args.toolkit_layout and args.style == "dexycb", overwrite=args.overwrite,
                        hand=None if args.hand == "auto" else args.hand)
     except (FileExistsError, NotADirectoryError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

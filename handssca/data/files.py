@@ -35,30 +35,36 @@ def file_key(path) -> str:
     return hashlib.sha1(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def load_json_list(path, item_shape: Sequence[int], *, cache_dir=None, use_cache: bool = True
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """A JSON list of equally shaped numeric entries as one float32 array, and which entries are bad.
+def load_json_list(path, item_shape: Sequence[int], *, cache_dir=None, use_cache: bool = True,
+                   dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """A JSON list of equally shaped numeric entries as one array, and which entries are bad.
 
     Args:
         path: the JSON file (a list of N entries, each of ``item_shape`` once flattened).
         item_shape: the shape of one entry, e.g. (21, 3); () for scalars.
         cache_dir: where to keep the parsed array (default :func:`cache_folder`).
         use_cache: False parses every time and writes nothing.
+        dtype: float32 (default: half the memory) or float64 (the values exactly as Python's
+            ``json`` reads them, as the official evaluation scripts compare them).
 
     Returns:
-        (array (N, *item_shape) float32 (entries that could not be read are NaN), bad (N,) bool).
+        (array (N, *item_shape) of ``dtype`` (entries that could not be read are NaN), bad (N,)
+        bool).
 
     Raises:
         ValueError: the file is not JSON or not a list (the whole file is unusable).
     """
     path = Path(path)
     item_shape = tuple(int(s) for s in item_shape)
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"load_json_list: dtype must be float32 or float64, got {dtype}")
     cached = None
     if use_cache and path.stat().st_size >= CACHE_MIN_BYTES:
-        cached = cache_folder(cache_dir) / "json" / f"{path.stem}-{file_key(path)}.npy"
+        cached = cache_folder(cache_dir) / "json" / f"{path.stem}-{file_key(path)}-{dtype.name}.npy"
         if cached.exists():
             arr = np.load(cached, mmap_mode="r")
-            if arr.shape[1:] == item_shape:
+            if arr.shape[1:] == item_shape and arr.dtype == dtype:
                 return arr, ~np.isfinite(arr.reshape(len(arr), -1)).all(1)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -68,15 +74,15 @@ def load_json_list(path, item_shape: Sequence[int], *, cache_dir=None, use_cache
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of entries of shape {item_shape}, got {type(data).__name__}")
     n = len(data)
-    out = np.full((n,) + item_shape, np.nan, dtype=np.float32)
+    out = np.full((n,) + item_shape, np.nan, dtype=dtype)
     size = int(np.prod(item_shape)) if item_shape else 1
     try:  # fast path: every entry well formed
-        arr = np.asarray(data, dtype=np.float32).reshape((n,) + item_shape)
+        arr = np.asarray(data, dtype=dtype).reshape((n,) + item_shape)
         out[:] = arr
     except (TypeError, ValueError):
         for i, entry in enumerate(data):
             try:
-                a = np.asarray(entry, dtype=np.float32)
+                a = np.asarray(entry, dtype=dtype)
             except (TypeError, ValueError):
                 continue
             if a.size == size:

@@ -93,9 +93,9 @@ def evaluate_variants(runs: Dict[Tuple[str, int], RunSummary], split: Optional[s
     Args:
         runs: {(variant, seed): RunSummary}.
         split: "test" (official split), "val" (the run's held-out training rows) or None: "test"
-            where the test split carries ground truth, else "val" (synthetic HO3D-style data,
-            like the real HO3D, has none in its evaluation split); when a run also held out no
-            rows, "test" anyway, for the submission file (no metrics then).
+            where the test split carries ground truth (synthetic HO3D-style data writes HO3D's
+            released evaluation ground truth; a real HO3D folder may lack it), else "val"; when a
+            run also held out no rows, "test" anyway, for the submission file (no metrics then).
 
     Returns:
         {"metrics": {variant: {metric: [value per seed]}}, "baseline": {variant: {metric:

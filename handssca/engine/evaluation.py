@@ -142,10 +142,17 @@ def ho3d_official_ground_truth(root: Path, names) -> Optional[Dict[str, np.ndarr
     return {"joints": (xyz * flip)[rows][:, list(HO3D_TO_FREIHAND)], "vertices": (verts * flip)[rows]}
 
 
-def ground_truth(source: DataSource, res: Dict[str, np.ndarray]) -> Optional[Dict[str, np.ndarray]]:
+def ground_truth(source: DataSource, res: Dict[str, np.ndarray], ds=None
+                 ) -> Optional[Dict[str, np.ndarray]]:
     """Absolute ground truth in the original camera frame (left hands un-mirrored), dataset
-    order: from the samples when they carry 3D targets, else HO-3D's released files; None when
-    the split has none."""
+    order: FreiHAND's JSON files read as its ``eval.py`` reads them (float64) when ``ds`` is a
+    FreiHAND split that has them; else from the samples when they carry 3D targets (float32);
+    else HO-3D's released files; None when the split has none."""
+    official = getattr(ds, "official_ground_truth", None)
+    if source.dataset == "freihand" and official is not None:
+        gt = official(res["index"])
+        if gt is not None:
+            return gt
     if res["has_3d"].all():
         r = res["root"][:, None].astype(np.float64)
         return {"joints": _unmirror(res["gt_joints"].astype(np.float64), res["is_left"]) + r,
@@ -226,17 +233,11 @@ def mean_articulation_prediction(mean: dict, hand_model, fingertips: str = "mano
 
     A stronger constant than the mean of the root-relative points: under varied global
     rotations that mean shrinks towards a blob, which no similarity alignment undoes, while the
-    Procrustes-aligned metrics ignore the rotation this prediction lacks."""
-    from ..hand import HandLayer
+    Procrustes-aligned metrics ignore the rotation this prediction lacks
+    (``handssca.data.stats.mean_articulation_hand``, which the data chapter scores too)."""
+    from ..data.stats import mean_articulation_hand
 
-    layer = HandLayer(hand_model, fingertips=fingertips).double()
-    pose = torch.zeros(1, 48, dtype=torch.float64)
-    pose[0, 3:] = torch.as_tensor(mean["articulation"], dtype=torch.float64)
-    shape = torch.as_tensor(mean["shape"], dtype=torch.float64)[None]
-    with torch.no_grad():
-        out = layer(pose, shape)
-    j = out["joints"][0].numpy()
-    return {"joints": j - j[:1], "vertices": out["vertices"][0].numpy() - j[:1]}
+    return mean_articulation_hand(mean["articulation"], mean["shape"], hand_model, fingertips)
 
 
 def _constant_metrics(dataset, ds, res, joints, vertices, gt, official: bool):
@@ -274,7 +275,7 @@ def mean_pose_baseline(dataset: Optional[str] = None, data_root=None, *, run=Non
     hm = hand_model if hand_model is not None else (r.model.hand_model if r is not None else None)
     ds = _split_dataset(r, source, split, 128 if r is None else r.input_size, hm)
     res = _ground_truth_rows(ds)
-    gt = ground_truth(source, res)
+    gt = ground_truth(source, res, ds)
     mean = (run_training_mean(r, hm, log, fallback=source) if r is not None
             else training_mean(source, None, hm))
     if hm is None:
@@ -460,7 +461,7 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     log(f"[evaluate] {run.path.name}: {kind}{source.dataset} {split} split, {len(ds)} samples, "
         f"{which} checkpoint (epoch {run.checkpoint.get('epoch')}) on {device_name(dev)}")
     res = predict_dataset(run.model, ds, dev, batch_size, num_workers, desc=f"evaluate {split}")
-    gt = ground_truth(source, res)
+    gt = ground_truth(source, res, ds)
     metrics = None
     if gt is not None:
         metrics = protocol_metrics(source.dataset, ds, res, res["joints"], res["vertices"], gt,

@@ -31,9 +31,19 @@ The distribution (angles in degrees, N = standard normal, all draws independent)
   IP = clip(5 + 60 h + 8 N, -15, 85).
 
 Each joint's rotation is R = R_abduction R_flexion (flexion first, in the joint's own frame); the
-CMC is R_opposition R_adduction R_pronation R_flexion. ``hands_mean`` is the mean of 8192 samples
-(seed 0) in axis-angle, a relaxed, slightly curled hand as MANO's; ``hands_components`` are the
-principal axes of the samples (rows, orthonormal, by decreasing variance).
+CMC is R_opposition R_adduction R_pronation R_flexion.
+
+Conditioned draws (the synthetic data's grasps): :func:`sample_angles` and
+:func:`sample_articulation` take an optional closure centre c and spread centre m; then
+g = clip(c + sigma_g N, 0, 1) replaces the Beta draw and s = m + sigma_s N the standard normal
+one (sigma_g = 0.1, sigma_s = 0.6 by default), and everything else is drawn as above. A caller
+whose centres c spread with an sd of about 0.18 (g's is 0.21) and m ~ N(0, 0.8^2) keeps the
+marginal spread of every angle close to the plain distribution's, while the hands drawn about one
+centre (one grasp, one sequence) resemble each other.
+
+``hands_mean`` is the mean of 8192 plain samples (seed 0) in axis-angle, a relaxed, slightly
+curled hand as MANO's; ``hands_components`` are the principal axes of the samples (rows,
+orthonormal, by decreasing variance).
 """
 from __future__ import annotations
 
@@ -114,14 +124,43 @@ def articulation_from_angles(angles: dict) -> np.ndarray:
     return res[0] if scalar else res
 
 
-def sample_angles(n: int, rng: np.random.Generator) -> dict:
+#: noise of a conditioned draw about its closure centre and its spread centre (module docstring)
+CLOSURE_SD = 0.1
+SPREAD_SD = 0.6
+
+
+def _centre(value, n: int, name: str) -> np.ndarray:
+    """A conditioning centre (number or (n,) array) as a finite (n,) float array."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"sample_angles: {name} must be a finite number or an array of {n} values, "
+                         f"got shape {arr.shape}")
+    return np.broadcast_to(arr, (n,))
+
+
+def sample_angles(n: int, rng: np.random.Generator, closure=None, spread=None,
+                  closure_sd: float = CLOSURE_SD, spread_sd: float = SPREAD_SD) -> dict:
     """n draws of the anatomical angles (degrees) from the distribution of the module docstring.
+
+    Args:
+        n: number of draws. rng: a numpy Generator.
+        closure: None (g ~ Beta(2, 2.6), the plain distribution) or the centre c in [0, 1] of the
+            whole-hand closure, a number or (n,): g = clip(c + closure_sd N, 0, 1).
+        spread: None (s ~ N(0, 1)) or the centre m of the shared finger spread, a number or (n,):
+            s = m + spread_sd N.
 
     Returns:
         the dict layout of :func:`articulation_from_angles`, each value an array (n,).
     """
-    g = rng.beta(2.0, 2.6, n)
-    s = rng.standard_normal(n)
+    # the plain branch draws exactly as before (hands_mean and the PCA are computed from it)
+    if closure is None:
+        g = rng.beta(2.0, 2.6, n)
+    else:
+        g = np.clip(_centre(closure, n, "closure") + closure_sd * rng.standard_normal(n), 0.0, 1.0)
+    if spread is None:
+        s = rng.standard_normal(n)
+    else:
+        s = _centre(spread, n, "spread") + spread_sd * rng.standard_normal(n)
     z = rng.standard_normal((n, 4, 5))  # per finger: curl, MCP, PIP, DIP, abduction
     pose = {}
     for k, name in enumerate(FINGERS):
@@ -145,17 +184,20 @@ def sample_angles(n: int, rng: np.random.Generator) -> dict:
     return pose
 
 
-def sample_articulation(n: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
+def sample_articulation(n: int, rng: np.random.Generator | int | None = None, closure=None,
+                        spread=None) -> np.ndarray:
     """n articulations (n, 45), absolute axis-angle (flat_hand_mean=True), from the distribution.
 
     Args:
         n: number of samples.
         rng: a numpy Generator or a seed.
+        closure, spread: None (the plain distribution) or the centres of a conditioned draw
+            (:func:`sample_angles`).
     """
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     if n == 0:
         return np.zeros((0, 45))
-    return articulation_from_angles(sample_angles(n, rng)).reshape(n, 45)
+    return articulation_from_angles(sample_angles(n, rng, closure, spread)).reshape(n, 45)
 
 
 @lru_cache(maxsize=1)

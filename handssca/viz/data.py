@@ -1,4 +1,5 @@
-"""Figures of the data chapter: samples with their 2D skeleton and mesh, occlusion histograms.
+"""Figures of the data chapter: samples with their 2D skeleton and mesh, occlusion histograms,
+how much the hands vary (``handssca.data.stats``).
 
 Everything here reads sample dictionaries of :mod:`handssca.data` (the crop, ``joints2d`` in
 crop pixels / S, ``vertices`` root-relative in the sample's camera frame, ``K`` of the crop) and
@@ -11,7 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from handssca.hand.joints import FREIHAND_PARENTS
+from handssca.data.stats import occlusion_values
+from handssca.hand.joints import FREIHAND_PARENTS, MANO_JOINT_NAMES
+from handssca.report.tables import Table
 
 #: one colour per finger (thumb, index, middle, ring, pinky), F order joints 1-4, 5-8, ...
 FINGER_COLORS = ("#e6194b", "#f58231", "#3cb44b", "#4363d8", "#911eb4")
@@ -106,17 +109,6 @@ def _wrap_id(sid: str, width: int = 24) -> str:
     return sid[: k + 1] + "\n" + sid[k + 1:]
 
 
-def occlusion_values(dataset) -> np.ndarray:
-    """Every sample's occlusion fraction, read from the dataset's side information (no images)."""
-    occ = getattr(dataset, "occlusion", None)
-    if occ is None:
-        return np.full(len(dataset), np.nan)
-    occ = np.asarray(occ, dtype=np.float64)
-    if hasattr(dataset, "ids"):  # FreiHAND: per unique sample
-        occ = np.tile(occ[dataset.ids], len(dataset.versions))
-    return occ[: len(dataset)]
-
-
 def plot_occlusion(values: dict, bins: int = 10):
     """Histograms of occlusion fractions, one panel per dataset.
 
@@ -142,5 +134,74 @@ def plot_occlusion(values: dict, bins: int = 10):
     return fig
 
 
+def plot_articulation_spread(spreads: dict, plain: np.ndarray, title: str | None = None):
+    """The standard deviation of each of MANO's 45 articulation values, per dataset, beside the
+    plain pose distribution's.
+
+    Args:
+        spreads: name -> (45,) standard deviations (radians), MANO joint order, (x, y, z) per
+            joint (``style_statistics(...)["spread"]``); name it with the data's kind.
+        plain: (45,) the plain distribution's (``handssca.data.stats.plain_spread``).
+        title: the figure's title.
+    Returns:
+        the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+    plain = np.asarray(plain, dtype=np.float64).reshape(45)
+    fig, ax = plt.subplots(figsize=(10.0, 3.2))
+    x = np.arange(45)
+    ax.bar(x, plain, width=0.9, color="#d9d9d9", label="plain pose distribution")
+    offsets = np.linspace(-0.25, 0.25, max(len(spreads), 1))
+    for k, (name, sd) in enumerate(spreads.items()):
+        ax.plot(x + offsets[k], np.asarray(sd, dtype=np.float64).reshape(45), "o", ms=3.5,
+                color=f"C{k}", label=name)
+    joints = MANO_JOINT_NAMES[1:]
+    ax.set_xticks(3 * np.arange(15) + 1)
+    ax.set_xticklabels(joints, rotation=45, ha="right", fontsize=8)
+    for j in range(1, 15):
+        ax.axvline(3 * j - 0.5, color="white", lw=1.5)
+    ax.set_xlim(-0.7, 44.7)
+    ax.set_ylabel("std (rad)")
+    ax.set_xlabel("articulation value (x, y, z of each joint's axis-angle)")
+    ax.legend(fontsize=8, ncol=len(spreads) + 1, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def variety_table(stats: dict, plain: np.ndarray):
+    """The hands' variety per dataset as a :class:`handssca.report.Table`.
+
+    Args:
+        stats: name -> (kind "synthetic" | "real", ``handssca.data.stats.style_statistics``).
+        plain: (45,) the plain distribution's standard deviations.
+    Returns:
+        the table: samples, the mean-articulation constant's PA-MPJPE (mm), the median over the
+        articulation values of their spread relative to the plain distribution's, the mean
+        occluded fraction; the caption says SYNTHETIC for synthetic data.
+    """
+    plain = np.asarray(plain, dtype=np.float64).reshape(45)
+    moving = plain > 0.01  # values the plain distribution moves (the others are nearly fixed)
+    rows = []
+    for name, (kind, st) in stats.items():
+        ratio = np.median(np.asarray(st["spread"])[moving] / plain[moving])
+        occ = np.asarray(st["occlusion"], dtype=np.float64)
+        occ_text = f"{np.nanmean(occ):.2f}" if np.isfinite(occ).any() else "unknown"
+        rows.append([name, kind.upper() if kind == "synthetic" else kind, str(st["n"]),
+                     f"{st['constant_pa_mpjpe']:.1f}", f"{ratio:.2f}", occ_text])
+    kinds = {kind for kind, _ in stats.values()}
+    label = "SYNTHETIC data: " if kinds == {"synthetic"} else ("partly SYNTHETIC data: " if "synthetic" in kinds
+                                                               else "")
+    notes = ["Constant: one MANO hand of the samples' mean articulation and mean shape, no global "
+             "rotation, scored against every sample with PA-MPJPE (official similarity fit). A "
+             "network has to beat it to have read anything from the image.",
+             "Spread: per articulation value, its standard deviation over the samples divided by "
+             "the plain pose distribution's; the median over the values the plain distribution "
+             "moves."]
+    return Table(["dataset", "data", "samples", "constant PA-MPJPE (mm)", "spread / plain", "occluded"],
+                 rows, f"{label}how much the training hands vary", notes)
+
+
 __all__ = ["draw_skeleton", "plot_samples", "plot_occlusion", "occlusion_values", "camera_vertices",
-           "crop_image", "joint_color", "FINGER_COLORS"]
+           "crop_image", "joint_color", "FINGER_COLORS", "plot_articulation_spread", "variety_table"]

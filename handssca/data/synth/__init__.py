@@ -12,7 +12,8 @@ Each style's module docstring states its layout and every decision the real form
 ``synth_info.json`` (at the dataset's root; the real datasets do not have it)::
 
     generator, generator_version   "handssca.data.synth", the version of the bytes written
-    style, seed, n, options        the arguments (options: FreiHAND n_eval; HO3D version)
+    style, seed, n, options        the arguments (options: FreiHAND n_eval; HO3D version;
+                                   DexYCB toolkit_layout)
     hand_model                     {"kind": "mano" | "procedural", "source": file name}; the
                                    annotations are consistent with this model only
     complete                       false while being written (a killed run), true when done

@@ -35,7 +35,7 @@ from handssca.utils import atomic_path
 
 GENERATOR = "handssca.data.synth"
 #: bumped whenever the bytes written for the same arguments change
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "2.1"
 INFO_FILE = "synth_info.json"
 PARTIAL_DIR = ".synth_partial"
 STAGES = ("pose", "render", "compose", "encode", "write")

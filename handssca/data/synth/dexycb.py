@@ -42,22 +42,43 @@ ycb_ids (sorted), ycb_grasp_ind (index of the grasped object in ycb_ids), mano_s
 [R | t] mapping camera coordinates to the master camera's, and the table frame (z up) to the
 master's) and ``master: '840412060917'``.
 
-Decisions where the real format leaves room:
+Two layouts (``toolkit_layout``):
 
-- How ``n`` (colour images, all cameras) is spread: Q = clip(5 round(n / 100), 10, 1000)
-  sequences (about 20 images each), so n >= 10. Sequence q has n // Q (+1 for q < n mod Q) images,
-  recorded by 2 cameras (the master, 840412060917, and one other) when that count is even, else by
-  the master alone; num_frames = images / cameras. Sequences go to subjects in blocks of five trials:
-  block b = q // 5 goes to subject (01, 03, 02, 04, 05, ..., 10)[b mod 10] as trials
+- **compact** (the default; the book's): how ``n`` (colour images, all cameras) is spread:
+  Q = clip(5 round(n / 100), 10, 1000) sequences (about 20 images each), at least 20 once
+  n >= 40, so n >= 10. Sequence q has n // Q (+1 for q < n mod Q) images, recorded by 2 cameras
+  (the master, 840412060917, and one other) when that count is even, else by the master alone;
+  num_frames = images / cameras. Sequences go to subjects in blocks of five trials: block
+  b = q // 5 goes to subject (01, 03, 02, 04, 05, ..., 10)[b mod 10] as trials
   5 (b // 10) .. 5 (b // 10) + 4, so even the first 10 sequences give the s0 split a train part
-  (trials i mod 5 != 4), a val part (subject-01, trial 4) and a test part (subject-03, trial 4).
-  Sequence folders are named <date>_HHMMSS with the time growing with the trial index.
-- A loader must take the cameras of a sequence from ``meta.yml``'s ``serials`` (the real data
-  always lists all eight) and must not assume 100 sequences per subject (the toolkit asserts it).
-- Sequences alternate right (even q) and left (odd q) hands; a left sequence uses the left hand
-  model (``mano_sides: [left]``), its pose_m is in the left model's PCA space, and the same subject
-  betas serve both sides.
-- Invalid frames: frame 0 of every sequence with q mod 4 == 3.
+  (trials i mod 5 != 4), a val part (subject-01, trial 4) and a test part (subject-03, trial 4),
+  and 20 sequences give val and test two sequences each. A loader must take the cameras of a
+  sequence from ``meta.yml``'s ``serials`` (the real data always lists all eight) and must not
+  assume 100 sequences per subject (the toolkit asserts it): the toolkit does not read this layout.
+- **toolkit** (``toolkit_layout=True``): what the toolkit's ``DexYCBDataset`` reads as it is:
+  the ten subjects with 100 sequences each (trial i grasps object i // 5 + 1, as the real
+  recordings grasp each of 20 objects in five trials), every sequence recorded by all eight
+  cameras, F = n / 8 frames spread over the 1000 sequences (num_frames = F // 1000, one more for
+  the first F mod 1000), so n must be a multiple of 8 and at least 8000: one frame per sequence
+  is the smallest faithful folder (8000 images: about 9 minutes at the 15 images per second of
+  ``bench synth`` on 2 CPU cores; the book does not use it). The
+  toolkit reads the calibration and every sequence's ``meta.yml`` at construction and forms the
+  image and label paths of every camera's frames; all of them are written.
+- Sequence folders are named <date>_HHMMSS with the time growing with the trial index.
+- Sides: within each part of the s0 split (train, val, test), sequences alternate right and left
+  hands in the order q (starting right in train and val, left in test, so that even the smallest
+  set, one val and one test sequence, evaluates both sides), so every part with two sequences or
+  more holds both, in the proportion of the real recordings (about one sequence in two is a left
+  hand). A left sequence uses the left hand model (``mano_sides: [left]``), its pose_m is in the
+  left model's PCA space, and the same subject betas serve both sides.
+- Grasps: a sequence's keyframe articulations are drawn about its own grasp (closure set by
+  the grasped object's thickness, plus randomness; ``scene.grasp_centres``), and its hand never
+  turns its palm, with the object against it, towards the master camera (the camera of every
+  sequence, within 30 degrees); a sequence whose labelled keyframes and last frame all hide more
+  than 90 % of the hand from the master camera (estimated from quarter-size renderings, within
+  0.015 of the full-size share) draws its rotations again. So no sequence is hidden whole.
+- Invalid frames: frame 0 of every sequence with q mod 4 == 3 that has more than one frame (a
+  sequence of one frame keeps its hand).
 - One extrinsics calibration per subject (id <date>_080000), eight cameras around a table 0.65-0.95
   m from the workspace; the hand moves smoothly 12-28 cm above the table holding one of the
   sequence's objects; the others rest on the table.
@@ -72,9 +93,10 @@ import numpy as np
 from . import backgrounds as B
 from .common import Unit, jpeg_bytes, npz_bytes, obj_text, occlusion_record, png_bytes, yaml_text
 from .engine import StyleWriter
-from .scene import (YCB_OBJECTS, Body, axis_angle, draw, grasp_pose, look_at, object_body, object_color,
-                    object_extents, object_mesh, palm_frame, pinhole, place, random_rotation, rotation_about,
-                    sample_articulation, sample_shape, skin_color, slerp, smooth_track, stream)
+from .scene import (MAX_HIDDEN, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw, estimated_occlusion,
+                    grasp_centres, grasp_pose, key_rotations, look_at, object_body, object_color, object_extents,
+                    object_mesh, palm_frame, pinhole, place, rotation_about, sample_articulation, sample_shape,
+                    skin_color, slerp, smooth_track, stream)
 
 W, H = 640, 480
 SUBJECTS = ("20200709-subject-01", "20200813-subject-02", "20200820-subject-03", "20200903-subject-04",
@@ -86,21 +108,59 @@ MASTER = "840412060917"
 SUBJECT_ORDER = (0, 2, 1, 3, 4, 5, 6, 7, 8, 9)  # blocks of 5 trials: subject-01, -03, -02, -04, ...
 IMAGES_PER_SEQUENCE = 20
 KEY_EVERY = 12
+ROTATION_STEP = (0.1, 0.4)  # radians between keyframes
 JPEG_QUALITY = 92
 TABLE_HALF = (0.6, 0.45)  # metres, the table's half extents along its x and y
 
 
-def sequence_plan(n: int) -> list:
+TOOLKIT_SEQUENCES = 100  # per subject, as the toolkit asserts
+TOOLKIT_MIN_IMAGES = len(SUBJECTS) * TOOLKIT_SEQUENCES * len(SERIALS)
+
+
+def sequence_plan(n: int, toolkit_layout: bool = False) -> list:
     """Per sequence: (subject index, trial index, images) for n images (module docstring)."""
+    if toolkit_layout:
+        return toolkit_plan(n)
     if n < 10:
         raise ValueError(f"synth dexycb: n must be at least 10 (10 sequences, so that the s0 split has "
                          f"train, val and test images), got {n}")
-    q_total = int(np.clip(5 * round(n / (5 * IMAGES_PER_SEQUENCE)), 10, 1000))
+    q_total = int(np.clip(5 * round(n / (5 * IMAGES_PER_SEQUENCE)), 10 if n < 40 else 20, 1000))
     plan = []
     for q in range(q_total):
         b = q // 5
         plan.append((SUBJECT_ORDER[b % 10], 5 * (b // 10) + q % 5, n // q_total + (1 if q < n % q_total else 0)))
     return plan
+
+
+def toolkit_plan(n: int) -> list:
+    """The toolkit layout's sequences: (subject, trial, images), subject by subject, 100 trials
+    each, every one seen by the eight cameras (module docstring)."""
+    if n < TOOLKIT_MIN_IMAGES or n % len(SERIALS):
+        raise ValueError(f"synth dexycb: with toolkit_layout, n must be a multiple of {len(SERIALS)} and at "
+                         f"least {TOOLKIT_MIN_IMAGES} (10 subjects x 100 sequences x 8 cameras, one frame "
+                         f"each), got {n}")
+    frames, q_total = n // len(SERIALS), len(SUBJECTS) * TOOLKIT_SEQUENCES
+    return [(q // TOOLKIT_SEQUENCES, q % TOOLKIT_SEQUENCES,
+             len(SERIALS) * (frames // q_total + (1 if q < frames % q_total else 0))) for q in range(q_total)]
+
+
+def s0_part(subject: int, trial: int) -> str:
+    """The s0 split a sequence belongs to: "train" (trial mod 5 != 4), else "val" (subjects 01,
+    02) or "test" (data spec 3.2)."""
+    return "train" if trial % 5 != 4 else ("val" if subject in (0, 1) else "test")
+
+
+def alternating_sides(plan: list) -> list:
+    """Per sequence, whether its hand is a left one: within each s0 part, in plan order,
+    alternately right and left, starting right in train and val and left in test (module
+    docstring)."""
+    seen = {"train": 0, "val": 0, "test": 1}
+    left = []
+    for subject, trial, _ in plan:
+        part = s0_part(subject, trial)
+        left.append(seen[part] % 2 == 1)
+        seen[part] += 1
+    return left
 
 
 def sequence_name(subject: int, trial: int) -> str:
@@ -129,12 +189,18 @@ class DexYCBWriter(StyleWriter):
 
     style = "dexycb"
 
-    def __init__(self, out, n, seed, poser, timer, **_):
+    def __init__(self, out, n, seed, poser, timer, toolkit_layout=False, **_):
         super().__init__(out, n, seed, poser, timer)
-        self.plan = sequence_plan(self.n)
+        self.toolkit_layout = bool(toolkit_layout)
+        self.plan = sequence_plan(self.n, self.toolkit_layout)
+        self._left = alternating_sides(self.plan)
         self._rigs = {}
         self._cache = {}
         self._views = {}
+
+    def options(self) -> dict:
+        """{"toolkit_layout": True} for the toolkit layout; {} for the compact one."""
+        return {"toolkit_layout": True} if self.toolkit_layout else {}
 
     def units(self) -> list:
         """One unit per (sequence, frame), sequence by sequence."""
@@ -145,6 +211,8 @@ class DexYCBWriter(StyleWriter):
     def layout(self, q: int) -> tuple:
         """(serials, num_frames) of sequence q."""
         images = self.plan[q][2]
+        if self.toolkit_layout:
+            return SERIALS, images // len(SERIALS)
         if images % 2 == 0:
             serials = (MASTER, SERIALS[self._other_camera(q)])
             serials = tuple(s for s in SERIALS if s in serials)  # the toolkit's order
@@ -162,12 +230,13 @@ class DexYCBWriter(StyleWriter):
         return f"{SUBJECTS[subject]}/{sequence_name(subject, trial)}"
 
     def is_left(self, q: int) -> bool:
-        """Sequences alternate right (even q) and left (odd q) hands."""
-        return q % 2 == 1
+        """Whether sequence q shows a left hand (:func:`alternating_sides`)."""
+        return self._left[q]
 
     def is_invalid(self, q: int, f: int) -> bool:
-        """Frames without a hand annotation: frame 0 of the sequences with q mod 4 == 3."""
-        return f == 0 and q % 4 == 3
+        """Frames without a hand annotation: frame 0 of the sequences with q mod 4 == 3 that have
+        more frames (a sequence keeps a labelled hand, so every split keeps both sides)."""
+        return f == 0 and q % 4 == 3 and self.layout(q)[1] > 1
 
     def extrinsics_id(self, subject: int) -> str:
         """The calibration id of a subject's camera rig (``meta.yml``'s extrinsics)."""
@@ -241,6 +310,8 @@ class DexYCBWriter(StyleWriter):
         """The objects of sequence q: ycb_ids (sorted) and the grasped one's index."""
         rng = stream(self.seed, "dexycb", "objects", q)
         grasped = int(rng.integers(1, 22))
+        if self.toolkit_layout:  # the real recordings: five trials per object, 20 objects
+            grasped = self.plan[q][1] // 5 + 1
         others = [int(i) for i in rng.choice([i for i in range(1, 22) if i != grasped],
                                              size=int(rng.integers(1, 4)), replace=False)]
         ids = sorted([grasped] + others)
@@ -259,17 +330,19 @@ class DexYCBWriter(StyleWriter):
         rng = stream(self.seed, "dexycb", "sequence", q)
         shape = self.betas(subject)
         n_keys, track = smooth_track(rng, frames, KEY_EVERY)
-        grasp = rng.uniform(0.4, 0.8)
-        arts = [sample_articulation(rng, right, grasp=grasp) for _ in range(n_keys)]
+        closure, spread = grasp_centres(rng, meta["grasped"])  # this sequence's grasp
+        arts = [sample_articulation(rng, right, closure, spread) for _ in range(n_keys)]
         loc0 = p.local(right, arts[0], shape)
-        Ro, to = grasp_pose(meta["grasped"], p.joints21(right, loc0["vertices"], loc0["joints16"], "manopth"),
-                            right, rng)
-        rots = [random_rotation(rng)]
-        for _ in range(n_keys - 1):
-            rots.append(rotation_about(rng.standard_normal(3), rng.uniform(0.1, 0.4)) @ rots[-1])
+        j21 = p.joints21(right, loc0["vertices"], loc0["joints16"], "manopth")
+        Ro, to = grasp_pose(meta["grasped"], j21, right, rng)
         base = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), rng.uniform(0.12, 0.2)])
         positions = [base + np.array([rng.normal(0, 0.03), rng.normal(0, 0.03), rng.uniform(0.0, 0.08)])
                      for _ in range(n_keys)]
+        # the palm (and the object against it) never faces the master camera, which records
+        # every sequence: no sequence is hidden whole
+        master = self.rig(subject)[MASTER][1]
+        palm_normal, to_master = palm_frame(j21, right)[1], [master - x for x in positions]
+        rots = key_rotations(rng, palm_normal, to_master, ROTATION_STEP)
         # objects at rest on the table, away from the hand's column
         rest = {}
         for oid in meta["ycb_ids"]:
@@ -287,8 +360,50 @@ class DexYCBWriter(StyleWriter):
                "rest": rest, "colors": colors, "skin": skin_color(rng), "skin_rough": rng.uniform(0.45, 0.8),
                "lights": (light_dirs, light_int, float(rng.uniform(0.15, 0.4))),
                }
+        self._keep_visible(seq, palm_normal, to_master)
         self._cache = {q: seq}
         return seq
+
+    def _keep_visible(self, seq: dict, palm_normal: np.ndarray, to_master: list) -> None:
+        """Draw the sequence's rotations again (from a stream of their own) while, in the master
+        camera, every one of its labelled keyframes (and its last frame) hides more than
+        ``MAX_HIDDEN`` of the hand (objects large enough to cover the hand from the side, or
+        resting in front of it): then no sequence is hidden whole, while single frames may be."""
+        q = seq["q"]
+        length = self.layout(q)[1]
+        checked = [f for f in sorted(set(range(0, length, KEY_EVERY)) | {length - 1}) if not self.is_invalid(q, f)]
+        if not checked:  # frame 0 invalid and nothing else checked: its next frame
+            checked = [f for f in range(length) if not self.is_invalid(q, f)][:1]
+        if not checked:  # no hand in this sequence
+            return
+        view = self.view(seq["subject"], MASTER)
+        rng = stream(self.seed, "dexycb", "visible", q)
+        for _ in range(REDRAWS):
+            if any(self._hidden_share(seq, f, view) <= MAX_HIDDEN for f in checked):
+                return
+            seq["rots"] = key_rotations(rng, palm_normal, to_master, ROTATION_STEP)
+
+    def _hidden_share(self, seq: dict, f: int, view: dict) -> float:
+        """The estimated share of the hand hidden in frame f as a camera (``view``) sees it (0 when
+        the hand is out of view)."""
+        R_ct = view["R_tc"].T
+        t_ct = -R_ct @ view["C"]
+        fr = self.frame_in_table(seq, f)
+        bodies = [Body(fr["verts"] @ R_ct.T + t_ct, self.poser.faces[seq["right"]], seq["skin"], double_sided=True)]
+        bodies += [object_body(oid, R_ct @ Ro, R_ct @ to + t_ct, seq["colors"][oid])
+                   for oid, (Ro, to) in fr["objects"].items()]
+        with self.timer("render"):
+            occ = estimated_occlusion(bodies, view["K"], W, H)
+        return 0.0 if occ is None else occ
+
+    def frame_in_table(self, seq: dict, f: int) -> dict:
+        """Frame f with a hand, in the table frame: "hand" (:meth:`hand_in_table`), "verts" (778, 3)
+        and "objects" {ycb id: (R, t)} (the grasped one in the hand, the others at rest)."""
+        hand = self.hand_in_table(seq, f)
+        loc, R, t = hand["loc"], hand["R"], hand["t"]
+        objects = dict(seq["rest"])
+        objects[seq["meta"]["grasped"]] = (R @ seq["Ro"], R @ (seq["to"] - loc["J0"]) + loc["J0"] + t)
+        return {"hand": hand, "verts": place(loc["vertices"], R, loc["J0"], t), "objects": objects}
 
     def hand_in_table(self, seq: dict, f: int) -> dict:
         """The hand of frame f in the table frame: local pose, (R, t) with X = R(X_l - J0) + J0 + t."""
@@ -343,10 +458,9 @@ class DexYCBWriter(StyleWriter):
             ids = meta["ycb_ids"]
             poses_t = dict(seq["rest"])
             if valid:
-                hand = self.hand_in_table(seq, f)
+                fr = self.frame_in_table(seq, f)
+                hand, verts_t, poses_t = fr["hand"], fr["verts"], fr["objects"]
                 loc, R, t = hand["loc"], hand["R"], hand["t"]
-                poses_t[meta["grasped"]] = (R @ seq["Ro"], R @ (seq["to"] - loc["J0"]) + loc["J0"] + t)
-                verts_t = place(loc["vertices"], R, loc["J0"], t)
                 pca = p.pca(right, hand["art"])
         samples, renders = {}, 0
         for serial in seq["serials"]:
@@ -406,13 +520,15 @@ class DexYCBWriter(StyleWriter):
         """Images, sequences, subjects, left sequences, invalid images, images per s0 part."""
         subjects = sorted({self.plan[q][0] for q in range(len(self.plan))})
         split = {"train": 0, "val": 0, "test": 0}
+        sides = {"train": set(), "val": set(), "test": set()}
         for q, (subject, trial, images) in enumerate(self.plan):
-            part = "train" if trial % 5 != 4 else ("val" if subject in (0, 1) else "test")
-            split[part] += images
+            split[s0_part(subject, trial)] += images
+            sides[s0_part(subject, trial)].add("left" if self.is_left(q) else "right")
         invalid = sum(len(r["samples"]) for r in records if not r.get("valid", True))
         return {"images": self.n, "sequences": len(self.plan), "subjects": len(subjects),
                 "left_sequences": sum(1 for q in range(len(self.plan)) if self.is_left(q)),
-                "invalid_images": invalid, "s0_images": split}
+                "invalid_images": invalid, "s0_images": split,
+                "s0_sides": {part: sorted(v) for part, v in sides.items()}}
 
 
 def _row_major(R: np.ndarray, t: np.ndarray) -> list:
@@ -424,4 +540,5 @@ def _remap(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
     return cv2.remap(img, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-__all__ = ["DexYCBWriter", "sequence_plan", "sequence_name", "SUBJECTS", "SERIALS", "MASTER"]
+__all__ = ["DexYCBWriter", "sequence_plan", "toolkit_plan", "sequence_name", "s0_part", "alternating_sides",
+           "SUBJECTS", "SERIALS", "MASTER", "TOOLKIT_SEQUENCES", "TOOLKIT_MIN_IMAGES"]

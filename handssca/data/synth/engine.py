@@ -91,7 +91,8 @@ def _writer_class(style: str):
 
 
 def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_eval: Optional[int] = None,
-             frames_per_sequence: Optional[int] = None, overwrite: bool = False, hand: Optional[str] = None, show_progress: Optional[bool] = None) -> SynthResult:
+             frames_per_sequence: Optional[int] = None, toolkit_layout: bool = False, overwrite: bool = False,
+             hand: Optional[str] = None, show_progress: Optional[bool] = None) -> SynthResult:
     """Render a synthetic dataset in the on-disk format of FreiHAND, HO3D or DexYCB.
 
     Args:
@@ -105,6 +106,9 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
         n_eval: FreiHAND only, evaluation samples (default: n x 3960 / 32560, at least 1).
         frames_per_sequence: HO3D only, the mean sequence length (default 50; small datasets
             use fewer so that they still hold several training sequences).
+        toolkit_layout: DexYCB only: write the layout the official toolkit reads as it is (10
+            subjects x 100 sequences, 8 cameras; n a multiple of 8, at least 8000), instead of the
+            compact one (:mod:`.dexycb`).
         overwrite: replace a synthetic dataset of other arguments found in ``out`` (a folder that
             is not a synthetic dataset is never cleared).
         hand: None (the real MANO when installed, else the procedural hand), "mano" or "procedural".
@@ -119,11 +123,13 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
         raise ValueError(f"synth: n must be a positive integer, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"synth: seed must be a non-negative integer, got {seed!r}")
+    if toolkit_layout and style != "dexycb":
+        raise ValueError(f"synth: toolkit_layout applies to style 'dexycb' only, got style {style!r}")
     out = Path(out).expanduser()
     timer = Timer()
     poser = HandPoser(kind=hand)
     writer = cls(out, int(n), int(seed), poser, timer, version=version, n_eval=n_eval,
-                 frames_per_sequence=frames_per_sequence)
+                 frames_per_sequence=frames_per_sequence, toolkit_layout=toolkit_layout)
     identity = {
         "generator": GENERATOR, "generator_version": GENERATOR_VERSION, "style": style, "seed": int(seed),
         "n": int(n), "options": writer.options(),

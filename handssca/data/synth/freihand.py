@@ -32,7 +32,9 @@ Decisions where the real format leaves room:
   hand's colours harmonised (hom) or changed by random per-channel gains (sample, auto).
 - Masks are single-channel (greyscale) JPEGs of the *visible* hand (255 hand, 0 elsewhere; read
   them with a threshold at 128, as JPEG blurs edges); a held object (15 % of the samples, as the
-  real set has some) is not part of the mask.
+  real set has some) is not part of the mask. A free hand's articulation comes from the plain
+  distribution; a holding hand's is drawn about its own grasp of the object
+  (``scene.grasp_centres``).
 - Evaluation images have a procedural background (the real evaluation set was recorded in
   front of real scenes, not a green screen); one version per id, no masks.
 - JSON floats are rounded to 8 decimals (metres: 10 nm; K to 6 decimals); the lists are compact
@@ -50,9 +52,9 @@ import numpy as np
 from . import backgrounds as B
 from .common import Unit, jpeg_bytes, occlusion_record, rounded
 from .engine import StyleWriter, write_json_lists
-from .scene import (SMALL_OBJECT_IDS, Body, axis_angle, draw, grasp_pose, lights, object_body, object_color,
-                    pinhole, place, place_in_view, random_rotation, sample_articulation, sample_shape,
-                    skin_color, stream)
+from .scene import (SMALL_OBJECT_IDS, Body, axis_angle, draw, grasp_centres, grasp_pose, lights, object_body,
+                    object_color, pinhole, place, place_in_view, random_rotation, sample_articulation,
+                    sample_shape, skin_color, stream)
 
 SIZE = 224
 VERSIONS = ("gs", "hom", "sample", "auto")
@@ -90,7 +92,10 @@ class FreiHANDWriter(StyleWriter):
         p = self.poser
         shape = sample_shape(rng)
         holds = rng.random() < OBJECT_SHARE
-        art = sample_articulation(rng, True, grasp=rng.uniform(0.3, 0.7) if holds else 0.0)
+        oid = int(SMALL_OBJECT_IDS[rng.integers(len(SMALL_OBJECT_IDS))]) if holds else None
+        # a hand that holds something: drawn about its own grasp of that object; else the plain
+        # distribution
+        art = sample_articulation(rng, True, *(grasp_centres(rng, oid) if holds else (None, None)))
         loc = p.local(True, art, shape)
         R = random_rotation(rng)
         f = rng.uniform(450.0, 750.0)
@@ -106,7 +111,6 @@ class FreiHANDWriter(StyleWriter):
         bodies = [Body(verts, p.faces[True], skin_color(rng), smooth=True, roughness=rng.uniform(0.45, 0.8),
                        double_sided=True)]
         if holds:
-            oid = int(SMALL_OBJECT_IDS[rng.integers(len(SMALL_OBJECT_IDS))])
             j21_local = p.joints21(True, loc["vertices"], loc["joints16"], "freihand")
             Ro, to = grasp_pose(oid, j21_local, True, rng)
             bodies.append(object_body(oid, R @ Ro, R @ (to - loc["J0"]) + loc["J0"] + t, object_color(rng)))

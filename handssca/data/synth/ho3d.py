@@ -8,6 +8,9 @@ Layout (``version`` "v2": PNG colour frames, "v3": JPEG)::
     train/<SEQ>/meta/<FID>.pkl          annotations (pickle, protocol 2; read with encoding="latin1")
     evaluation/<SEQ>/{rgb,depth,seg,meta}/<FID>.*
     train.txt, evaluation.txt           "SEQ/FID" lines, sorted by sequence then frame
+    evaluation_xyz.json                 the evaluation ground truth as HO3D released it (2024):
+    evaluation_verts.json               per line of evaluation.txt, in its order, the 21 joints
+                                        (H order) and the 778 vertices, OpenGL frame, metres
     models/<objName>/textured_simple.obj   the objects (HO3D takes them from the YCB download)
     synth_info.json                     not in HO3D (see handssca.data.synth)
 
@@ -48,6 +51,16 @@ Decisions where the real format leaves room:
   shape, object, skin tone, lights and background, and its frames move smoothly (the hand's pose,
   rotation and position interpolate between random keyframes every 12 frames; the object stays
   fixed in the hand).
+- Grasps differ by object and sequence: the keyframe articulations are drawn about the
+  sequence's own grasp (a closure set by the object's thickness plus randomness, and a finger
+  spread; ``scene.grasp_centres``), and the hand never turns its palm, with the object against
+  it, straight towards the camera (within 30 degrees; ``scene.key_rotations``); a sequence whose
+  keyframes and last frame all hide more than 90 % of the hand (a large object seen from the
+  side; estimated from quarter-size renderings, within 0.015 of the full-size share) draws its
+  rotations again. So no sequence is hidden whole, while single frames may be.
+- ``evaluation_xyz.json`` / ``evaluation_verts.json``: compact JSON lists, values rounded to
+  8 decimals (10 nm); the evaluation pickles' wrist (``handJoints3D``, float32) is the same
+  point to float32 precision.
 - ``seg/<FID>.png`` (the spec also names a ``segr`` folder for some releases; we write ``seg``):
   640 x 480, 3 channels, read with OpenCV: channel 0 (blue) 255 on visible hand pixels, channel 1
   (green) 255 on visible object pixels, channel 2 = 0.
@@ -60,17 +73,18 @@ from __future__ import annotations
 import numpy as np
 
 from . import backgrounds as B
-from .common import Unit, jpeg_bytes, occlusion_record, pickle_bytes, png_bytes
-from .engine import StyleWriter
-from .scene import (HO3D_OBJECT_IDS, YCB_OBJECTS, Body, axis_angle, draw, grasp_pose, lights,
-                    object_body, object_color, object_corners, object_mesh, pinhole, place, place_in_view,
-                    random_rotation, rotation_about, sample_articulation, sample_shape, skin_color, slerp,
-                    smooth_track, stream)
+from .common import Unit, jpeg_bytes, occlusion_record, pickle_bytes, png_bytes, rounded
+from .engine import StyleWriter, write_json_lists
+from .scene import (HO3D_OBJECT_IDS, MAX_HIDDEN, REDRAWS, YCB_OBJECTS, Body, axis_angle, draw,
+                    estimated_occlusion, grasp_centres, grasp_pose, key_rotations, lights, object_body, object_color,
+                    object_corners, object_mesh, palm_frame, pinhole, place, place_in_view, sample_articulation,
+                    sample_shape, skin_color, slerp, smooth_track, stream)
 
 W, H = 640, 480
 DEPTH_SCALE = 0.00012498664727900177
 FRAMES_PER_SEQUENCE = 50
 KEY_EVERY = 12
+ROTATION_STEP = (0.1, 0.45)  # radians between keyframes
 JPEG_QUALITY = 92
 GL = np.diag([1.0, -1.0, -1.0])  # OpenCV <-> OpenGL (its own inverse)
 HO3D_FROM_F = (0, 5, 6, 7, 9, 10, 11, 17, 18, 19, 13, 14, 15, 1, 2, 3, 4, 8, 12, 16, 20)
@@ -132,12 +146,17 @@ class HO3DWriter(StyleWriter):
     def write_static(self) -> None:
         """The object models used by the sequences."""
         from .common import obj_text
-        for oid in sorted({self.sequence(q)["object"] for q in range(len(self.sequences))}):
+        for oid in sorted({self.object_of(q) for q in range(len(self.sequences))}):
             v, f, _ = object_mesh(oid)
             name = YCB_OBJECTS[oid].name
             self.files.text(f"models/{name}/textured_simple.obj", obj_text(v, f, name))
 
     # ------------------------------------------------------------------ sequences
+    def object_of(self, q: int) -> int:
+        """The YCB id of the object held in sequence q (a stream of its own)."""
+        rng = stream(self.seed, "ho3d", "object", q)
+        return int(HO3D_OBJECT_IDS[rng.integers(len(HO3D_OBJECT_IDS))])
+
     def sequence(self, q: int) -> dict:
         """The fixed part of sequence q and its keyframes (cached per process)."""
         if q in self._seq_cache:
@@ -147,20 +166,22 @@ class HO3DWriter(StyleWriter):
         p = self.poser
         K = pinhole(*(rng.uniform(605, 625),) * 2, rng.uniform(305, 320), rng.uniform(235, 248))
         shape = sample_shape(rng)
-        oid = int(HO3D_OBJECT_IDS[rng.integers(len(HO3D_OBJECT_IDS))])
+        oid = self.object_of(q)
         n_keys, track = smooth_track(rng, L, KEY_EVERY)
-        grasp = rng.uniform(0.4, 0.8)
-        arts = [sample_articulation(rng, True, grasp=grasp) for _ in range(n_keys)]
+        closure, spread = grasp_centres(rng, oid)  # this sequence's grasp
+        arts = [sample_articulation(rng, True, closure, spread) for _ in range(n_keys)]
         # the object's pose in the hand, from the first keyframe's hand
         loc0 = p.local(True, arts[0], shape)
-        Ro, to = grasp_pose(oid, p.joints21(True, loc0["vertices"], loc0["joints16"], "ho3d"), True, rng)
-        R0 = random_rotation(rng)
-        rots = [R0]
-        for _ in range(n_keys - 1):
-            rots.append(rotation_about(rng.standard_normal(3), rng.uniform(0.1, 0.45)) @ rots[-1])
+        j21 = p.joints21(True, loc0["vertices"], loc0["joints16"], "ho3d")
+        Ro, to = grasp_pose(oid, j21, True, rng)
         uv0 = np.array([rng.uniform(0.35, 0.65) * W, rng.uniform(0.35, 0.65) * H])
         uvs = [uv0 + rng.normal(0, 25, 2) for _ in range(n_keys)]
         depths = [rng.uniform(0.45, 0.75) for _ in range(n_keys)]
+        # the palm (and the object against it) never faces the camera: towards the camera is
+        # minus the ray of the hand's pixel
+        to_camera = [-np.linalg.solve(K, np.array([u, v, 1.0])) for u, v in uvs]
+        palm_normal = palm_frame(j21, True)[1]
+        rots = key_rotations(rng, palm_normal, to_camera, ROTATION_STEP)
         wall_n = np.array([rng.normal(0, 0.2), rng.normal(0, 0.2), -1.0])
         seq = {
             "split": split, "name": name, "K": K, "shape": shape, "object": oid, "track": track, "arts": arts,
@@ -169,12 +190,38 @@ class HO3DWriter(StyleWriter):
             "lights": lights(rng), "bg_seed": int(rng.integers(2 ** 31)),
             "wall": (wall_n / np.linalg.norm(wall_n), np.array([0.0, 0.0, rng.uniform(0.8, 1.6)])),
         }
+        self._keep_visible(q, seq, palm_normal, to_camera)
         self._seq_cache = {q: seq}  # frames are generated sequence by sequence
         return seq
 
+    def _keep_visible(self, q: int, seq: dict, palm_normal: np.ndarray, to_camera: list) -> None:
+        """Draw the sequence's rotations again (from a stream of their own) while every one of its
+        keyframes (and its last frame) hides more than ``MAX_HIDDEN`` of the hand: then
+        no sequence is hidden whole, even by an object large enough to cover the hand from the
+        side, while single frames may be."""
+        rng = stream(self.seed, "ho3d", "visible", q)
+        length = len(seq["track"])
+        checked = sorted(set(range(0, length, KEY_EVERY)) | {length - 1})
+        for _ in range(REDRAWS):
+            if any(self._hidden_share(seq, f) <= MAX_HIDDEN for f in checked):
+                return
+            seq["rots"] = key_rotations(rng, palm_normal, to_camera, ROTATION_STEP)
+
+    def _hidden_share(self, seq: dict, f: int) -> float:
+        """The estimated share of the hand the object hides in frame f (0 when it is out of view)."""
+        fr = self.pose(seq, f)
+        bodies = [Body(fr["verts"], self.poser.faces[True], seq["skin"], double_sided=True),
+                  object_body(seq["object"], fr["R_obj"], fr["t_obj"], seq["obj_color"])]
+        with self.timer("render"):
+            occ = estimated_occlusion(bodies, seq["K"], W, H)
+        return 0.0 if occ is None else occ
+
     def frame(self, q: int, f: int) -> dict:
         """Hand and object of frame f of sequence q, in the OpenCV camera frame."""
-        seq = self.sequence(q)
+        return self.pose(self.sequence(q), f)
+
+    def pose(self, seq: dict, f: int) -> dict:
+        """Hand and object of frame f of a sequence (:meth:`sequence`), OpenCV camera frame."""
         p = self.poser
         k0, k1, w = seq["track"][f]
         art = (1 - w) * seq["arts"][k0] + w * seq["arts"][k1]
@@ -230,7 +277,11 @@ class HO3DWriter(StyleWriter):
         self.files.encoded(f"{base}/seg/{fid}.png", png_bytes, seg, rgb=False, mode="labels")
         self.files.encoded(f"{base}/meta/{fid}.pkl", pickle_bytes, meta)
         occ = occlusion_record(visible_hand, r.amodal[0])
-        return {"samples": {f"{base}/rgb/{fid}.{self.ext}": occ}, "renders": 1, "images": 1}
+        record = {"samples": {f"{base}/rgb/{fid}.{self.ext}": occ}, "renders": 1, "images": 1}
+        if split == "evaluation":  # the released ground truth's row (OpenGL, H order)
+            record["annotation"] = {"xyz": rounded(j21[list(HO3D_FROM_F)] @ GL, 8),
+                                    "verts": rounded(fr["verts"] @ GL, 8)}
+        return record
 
     def meta(self, seq: dict, fr: dict, j21_cv: np.ndarray) -> dict:
         """The pickle's dict (module docstring), in the OpenGL frame."""
@@ -261,12 +312,18 @@ class HO3DWriter(StyleWriter):
         return {**hand, **meta}
 
     def finish(self, records: list, load) -> None:
-        """``train.txt`` and ``evaluation.txt``."""
+        """``train.txt``, ``evaluation.txt``, and the evaluation ground truth in its order."""
         lines = {"train": [], "evaluation": []}
         for split, name, L in self.sequences:
             lines[split] += [f"{name}/{f:04d}" for f in range(L)]
         for split in ("train", "evaluation"):
             self.files.text(f"{split}.txt", "".join(line + "\n" for line in lines[split]))
+        # units run train first, then evaluation, sequence by sequence and frame by frame: the
+        # order of evaluation.txt
+        first = len(lines["train"])
+        with self.timer("write"):
+            write_json_lists({"xyz": self.out / "evaluation_xyz.json", "verts": self.out / "evaluation_verts.json"},
+                             (load(i)["annotation"] for i in range(first, first + len(lines["evaluation"]))))
 
     def counts(self, records: list) -> dict:
         """Sequences and frames per split."""

@@ -8,10 +8,16 @@ when installed, the procedural MANO-format hand otherwise) once per pose in MANO
 (global rotation 0, translation 0); the global rotation R and translation t are then applied as
 MANO applies them, X = R (X_local - J0) + J0 + t, about the shaped root joint J0 (exact: MANO's pose
 correctives do not depend on the global rotation). Articulations come from
-``handssca.hand.sample_articulation`` (anatomical angles within joint limits), optionally blended
-towards the named "grasp" pose for hands that hold something; shapes from N(0, 1) clipped to
-[-2.5, 2.5]; global rotations uniform on SO(3). A left hand (DexYCB) uses the left model and the
-mirror image of a right articulation (axis-angle (a, b, c) -> (a, -b, -c)).
+``handssca.hand.sample_articulation`` (anatomical angles within joint limits): the plain
+distribution for free hands, and for a hand that holds an object a draw conditioned on a grasp
+(:func:`grasp_centres`): a closure centre set by the object's thickness (thin objects close the
+hand, thick ones open it) plus a random part, and a finger-spread centre, both fixed for a
+sequence (or a sample), the keyframes varying about them. Shapes come from N(0, 1) clipped to
+[-2.5, 2.5]; global rotations are uniform on SO(3), except that a hand holding an object never
+turns its palm straight towards the camera (:func:`palm_turned_away`), where the object would
+hide it whole; a sequence that would still be hidden whole (a large object seen from the side) is
+drawn again (:func:`estimated_occlusion`). A left hand (DexYCB) uses the left model and the mirror
+image of a right articulation (axis-angle (a, b, c) -> (a, -b, -c)).
 
 Objects. Boxes, cylinders, capsules and ellipsoids with the sizes of the YCB objects that DexYCB
 (ids 1..21, the toolkit's table) and HO3D use, in metres, centred on their model origin. A held
@@ -151,18 +157,107 @@ def place(points: np.ndarray, R: np.ndarray, J0: np.ndarray, t: np.ndarray) -> n
     return (points - J0) @ R.T + J0 + t
 
 
-def sample_articulation(rng: np.random.Generator, is_right: bool = True, grasp: float = 0.0) -> np.ndarray:
+def sample_articulation(rng: np.random.Generator, is_right: bool = True, closure=None,
+                        spread=None) -> np.ndarray:
     """One articulation (45,), absolute axis-angle (flat_hand_mean=True), of the given side.
 
     Args:
-        grasp: weight in [0, 1] of the named "grasp" pose blended in (0: the plain distribution).
+        closure, spread: None (the plain distribution) or a grasp's centres (:func:`grasp_centres`;
+            ``handssca.hand.pose_space.sample_angles`` draws about them).
     """
-    from handssca.hand import named_pose
     from handssca.hand import sample_articulation as _sample
-    art = _sample(1, rng)[0]
-    if grasp > 0:
-        art = (1.0 - grasp) * art + grasp * named_pose("grasp")
+    art = _sample(1, rng, closure=closure, spread=spread)[0]
     return art if is_right else art * _MIRROR_AA
+
+
+#: closure centre of a grasp = clip(a - b x thickness, lo, hi), thickness the object's smallest
+#: extent (metres), the one it is held across (:func:`grasp_pose`): 1.2 cm scissors -> 0.70,
+#: 6 cm boxes -> 0.48, the 14 cm pitcher -> 0.15
+GRASP_CLOSURE = (0.75, 4.5, 0.15, 0.75)
+#: per-grasp randomness: sd of the closure centre about the object's, sd of the spread centre
+GRASP_SD = (0.12, 0.8)
+
+
+def grasp_centres(rng: np.random.Generator, ycb_id: int) -> tuple[float, float]:
+    """The centres (closure c, spread m) of one grasp of an object (a sequence's, or a sample's).
+
+    c = clip(closure_of(thickness) + 0.12 N, 0.05, 0.9) (:data:`GRASP_CLOSURE`), m = 0.8 N; the
+    hand's keyframes are then drawn about them (``sample_angles``: g = c + 0.1 N, s = m + 0.6 N),
+    so that over many grasps g and s spread about as the plain distribution's (sd 0.21 and 1).
+    """
+    a, b, lo, hi = GRASP_CLOSURE
+    thickness = float(object_extents(ycb_id).min())
+    centre = float(np.clip(a - b * thickness, lo, hi))
+    return float(np.clip(centre + GRASP_SD[0] * rng.standard_normal(), 0.05, 0.9)), \
+        float(GRASP_SD[1] * rng.standard_normal())
+
+
+#: a hand holding an object keeps its palm more than this angle (degrees) away from the direction
+#: towards the camera (the object against the palm would otherwise stand straight between them)
+PALM_AWAY_DEG = 30.0
+
+
+def palm_turned_away(R: np.ndarray, palm_normal: np.ndarray, to_camera: np.ndarray,
+                     min_angle_deg: float = PALM_AWAY_DEG) -> bool:
+    """Whether the palm, rotated by R (3, 3), faces away from the camera by more than
+    ``min_angle_deg``: angle(R palm_normal, to_camera) > min_angle_deg (both (3,), any length)."""
+    n = R @ (palm_normal / np.linalg.norm(palm_normal))
+    d = np.asarray(to_camera, dtype=float) / np.linalg.norm(to_camera)
+    return float(n @ d) < float(np.cos(np.radians(min_angle_deg)))
+
+
+def key_rotations(rng: np.random.Generator, palm_normal: np.ndarray, to_camera: list,
+                  step: tuple = (0.1, 0.45), tries: int = 200) -> list:
+    """Keyframe global rotations (3, 3) of a hand that holds an object against its palm.
+
+    The first is uniform on SO(3), each next one the previous turned by an angle in ``step``
+    (radians) about a random axis; each is redrawn until :func:`palm_turned_away` holds for its
+    keyframe's direction towards the camera (after ``tries`` draws the last one is kept: a
+    bounded loop; the cone excluded is 7 % of the directions, so this does not happen in practice).
+
+    Args:
+        palm_normal: (3,) the palmar normal of the unrotated hand (:func:`palm_frame`).
+        to_camera: per keyframe, (3,) the direction from the hand towards the camera, in the frame
+            the rotations map into.
+    """
+    rots = []
+    for d in to_camera:
+        prev = rots[-1] if rots else None
+        for _ in range(tries):
+            if prev is None:
+                R = random_rotation(rng)
+            else:
+                R = rotation_about(rng.standard_normal(3), rng.uniform(*step)) @ prev
+            if palm_turned_away(R, palm_normal, d):
+                break
+        rots.append(R)
+    return rots
+
+
+#: at least one of a sequence's keyframes (or its last frame) hides at most this share of the
+#: hand (estimated at 1/4 size, :func:`estimated_occlusion`, which is within 0.015 of the full-size
+#: share); otherwise the sequence's rotations are drawn again
+MAX_HIDDEN = 0.9
+#: how many times a sequence's rotations are drawn again at most
+REDRAWS = 20
+
+
+def estimated_occlusion(bodies: list, K: np.ndarray, width: int, height: int, scale: float = 0.25):
+    """The share of the hand (``bodies[0]``) hidden by the other bodies, from a rendering at
+    ``scale`` times the image size (segmentation only; a few milliseconds).
+
+    Returns:
+        1 - visible / amodal hand pixels, or None when the hand falls outside the image.
+    """
+    from handssca.render import MeshSpec, render
+    # OpenCV pixel centres: u' = s (u + 1/2) - 1/2
+    Ks = np.array([[scale * K[0, 0], 0.0, scale * (K[0, 2] + 0.5) - 0.5],
+                   [0.0, scale * K[1, 1], scale * (K[1, 2] + 0.5) - 0.5], [0.0, 0.0, 1.0]])
+    specs = [MeshSpec(b.vertices, b.faces, color=b.color, double_sided=b.double_sided) for b in bodies]
+    r = render(specs, Ks, max(1, int(round(width * scale))), max(1, int(round(height * scale))), amodal=[0])
+    amodal = r.amodal[0] if r.amodal is not None else (r.seg == 1)
+    hand = int(amodal.sum())
+    return None if hand == 0 else 1.0 - int(((r.seg == 1) & amodal).sum()) / hand
 
 
 def sample_shape(rng: np.random.Generator, sigma: float = 1.0) -> np.ndarray:
