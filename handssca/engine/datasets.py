@@ -194,10 +194,13 @@ class EpochAugmented(Dataset):
         base: a :class:`handssca.data.common.HandDataset`.
         indices: the rows of ``base`` to show.
         seed: the run's seed.
+        augment: False shows the rows without augmentation (the training setting ``augment``,
+            e.g. to check that a network can overfit a few images).
     """
 
-    def __init__(self, base, indices: Sequence[int], seed: int):
+    def __init__(self, base, indices: Sequence[int], seed: int, augment: bool = True):
         self.base, self.indices, self.seed = base, [int(i) for i in indices], int(seed)
+        self.augment = bool(augment)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -205,7 +208,7 @@ class EpochAugmented(Dataset):
     def __getitem__(self, key) -> dict:
         epoch, i = key
         rng = np.random.default_rng([self.seed, int(epoch), int(i), 0x5A4D])
-        return self.base.get(self.indices[int(i)], rng=rng)[0]
+        return self.base.get(self.indices[int(i)], rng=rng, augment=self.augment)[0]
 
 
 class EpochSampler(torch.utils.data.Sampler):

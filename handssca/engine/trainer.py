@@ -377,7 +377,8 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
     # loader's workers may persist across epochs (and keep their decoded annotations)
     nw = int(cfg["num_workers"])
     sampler = EpochSampler(len(train_rows), seed)
-    loader = DataLoader(EpochAugmented(train_ds, train_rows, seed), batch_size=bs, sampler=sampler,
+    loader = DataLoader(EpochAugmented(train_ds, train_rows, seed, cfg["augment"]), batch_size=bs,
+                        sampler=sampler,
                         drop_last=True, num_workers=nw, worker_init_fn=worker_init_fn,
                         collate_fn=collate, pin_memory=dev.type == "cuda",
                         persistent_workers=nw > 0)
