@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from handssca.data import DexYCB, FreiHAND, HO3D
-from handssca.data import common as C
+from handssca.data import (IMAGENET_MEAN, IMAGENET_STD, DatasetLayoutError, DexYCB, FreiHAND, HO3D,
+                           TooManySkippedError, project, unmirror)
 from handssca.data import files as F
+from handssca.data.geometry import mirror_uv
 from handssca.data.ho3d import ho3d_to_opencv, opencv_to_ho3d
 from handssca.hand import HandLayer, load_hand_model
 
@@ -110,7 +111,7 @@ def test_projected_3d_joints_land_on_the_2d_joints(datasets, name, augment):
     for s, tr in _items(ds, augment):
         M = np.diag([-1.0, 1, 1]) if s["is_left"] else np.eye(3)
         absolute = s["joints3d"].double().numpy() + tr.rotation @ M @ s["root"].double().numpy()
-        uv = C.project(absolute, s["K"].double().numpy())
+        uv = project(absolute, s["K"].double().numpy())
         err = np.abs(uv - s["joints2d"].double().numpy() * S).max()
         assert err < 0.5, (s["sample_id"], err)
 
@@ -152,14 +153,14 @@ def test_dexycb_left_hands_round_trip_to_the_label_file(datasets):
     ds = datasets["dexycb/test"]
     for s, tr in _items(ds, augment=False):
         label = F.load_npz(ds.paths(int(s["index"]))[1], ("joint_3d", "joint_2d"))
-        j = C.unmirror(s["joints3d"].double().numpy()[None], [s["is_left"]])[0] + s["root"].double().numpy()
+        j = unmirror(s["joints3d"].double().numpy()[None], [s["is_left"]])[0] + s["root"].double().numpy()
         assert np.abs(j - label["joint_3d"].reshape(21, 3)).max() < 1e-6
         # the crop's 2D joints go back to the label's 2D joints through the crop transform
         uv = s["joints2d"].double().numpy() * S
         A = np.vstack([tr.affine, [0, 0, 1]])
         back = (np.linalg.inv(A) @ np.c_[uv, np.ones(21)].T).T[:, :2]
         if s["is_left"]:
-            back = C.mirror_uv(back, 640)
+            back = mirror_uv(back, 640)
         assert np.abs(back - label["joint_2d"].reshape(21, 2)).max() < 1e-3
 
 
@@ -231,23 +232,23 @@ def test_dexycb_splits_follow_the_toolkit(datasets, roots):
 
 
 def test_missing_paths_are_named(roots, tmp_path):
-    with pytest.raises(C.DatasetLayoutError, match=str(tmp_path / "nowhere")):
+    with pytest.raises(DatasetLayoutError, match=str(tmp_path / "nowhere")):
         FreiHAND(tmp_path / "nowhere", "train")
     fh = tmp_path / "fh"
     shutil.copytree(roots["freihand"], fh)
     (fh / "training_xyz.json").unlink()
-    with pytest.raises(C.DatasetLayoutError, match=r"training_xyz\.json not found\. Expected the official layout"):
+    with pytest.raises(DatasetLayoutError, match=r"training_xyz\.json not found\. Expected the official layout"):
         FreiHAND(fh, "train")
     ho = tmp_path / "ho"
     shutil.copytree(roots["ho3d"], ho)
     first = (ho / "train.txt").read_text().split()[0]
     (ho / "train" / first.split("/")[0] / "meta" / (first.split("/")[1] + ".pkl")).unlink()
-    with pytest.raises(C.DatasetLayoutError, match=rf"{first.split('/')[1]}\.pkl not found"):
+    with pytest.raises(DatasetLayoutError, match=rf"{first.split('/')[1]}\.pkl not found"):
         HO3D(ho, "train")
     dy = tmp_path / "dy"
     shutil.copytree(roots["dexycb"], dy)
     shutil.rmtree(dy / "calibration" / "intrinsics")
-    with pytest.raises(C.DatasetLayoutError, match=r"calibration/intrinsics not found"):
+    with pytest.raises(DatasetLayoutError, match=r"calibration/intrinsics not found"):
         DexYCB(dy, "s0", "train", cache_dir=False)
 
 
@@ -260,7 +261,7 @@ def test_corrupt_files_are_counted_warned_and_stop_the_run(roots, tmp_path):
         s = ds[1]
     assert ds.skipped == 1 and int(s["index"]) == 2  # the next readable sample took its place
     strict = FreiHAND(fh, "train", input_size=S)  # default: 1 % of 3 samples -> no skip allowed
-    with pytest.raises(C.TooManySkippedError, match="1 of 3"), pytest.warns(RuntimeWarning):
+    with pytest.raises(TooManySkippedError, match="1 of 3"), pytest.warns(RuntimeWarning):
         strict[1]
     # at test time the sample keeps its place, with a black image
     (fh / "evaluation" / "rgb" / f"{0:08d}.jpg").write_bytes(b"")
@@ -268,7 +269,7 @@ def test_corrupt_files_are_counted_warned_and_stop_the_run(roots, tmp_path):
     with pytest.warns(RuntimeWarning):
         s = ev[0]
     assert int(s["index"]) == 0 and ev.skipped == 1
-    black = torch.tensor([-m / d for m, d in zip(C.IMAGENET_MEAN, C.IMAGENET_STD)])[:, None, None]
+    black = torch.tensor([-m / d for m, d in zip(IMAGENET_MEAN, IMAGENET_STD)])[:, None, None]
     assert torch.allclose(s["image"], black.expand_as(s["image"]))
     # a malformed annotation entry is counted when the dataset is built
     xyz = json.loads((fh / "training_xyz.json").read_text())
@@ -300,7 +301,7 @@ def test_nothing_is_written_into_the_dataset_folders(datasets, roots, digests, t
 def test_occlusion_is_unknown_without_synth_info(roots, tmp_path):
     ho = tmp_path / "ho"
     shutil.copytree(roots["ho3d"], ho)
-    (ho / C.SYNTH_INFO).unlink()
+    (ho / F.SYNTH_INFO).unlink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s = HO3D(ho, "train", input_size=S, hand_model=load_hand_model(kind="procedural"))[0]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from handssca.data.common import crop_transform
+from handssca.data.geometry import crop_transform
 from handssca.viz.attention import (REGIONS, amodal_hand_mask, channel_norm, feature_maps,
                                     keypoint_map, region_contrast, region_masks, region_table,
                                     segmentation_path, select_occluded, upsample, visible_masks)

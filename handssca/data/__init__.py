@@ -26,8 +26,17 @@ key             shape / type            meaning
 ==============  ======================  ==========================================================
 
 Datasets: :class:`FreiHAND` (:mod:`.freihand`), :class:`HO3D` (:mod:`.ho3d`), :class:`DexYCB`
-(:mod:`.dexycb`); shared crops, augmentation and mirroring in :mod:`.common`. Each has
-``to_protocol`` (predictions -> the official protocol's inputs) and ``write_submission``.
+(:mod:`.dexycb`). Each has ``to_protocol`` (predictions -> the official protocol's inputs) and
+``write_submission``. What they share:
+
+- :mod:`.files`: reading annotation files (and a synthetic root's ``synth_info.json``);
+- :mod:`.errors`: a wrong layout, a corrupt sample, the count of skipped samples;
+- :mod:`.geometry`: pixel and box conventions, projection, the crop transform, mirroring;
+- :mod:`.augmentation`: HandOccNet's training augmentation;
+- :mod:`.images`: reading, warping and normalising images;
+- :mod:`.sample`: the raw sample and :func:`make_sample`, the chain to the sample dictionary;
+- :mod:`.dataset`: :class:`HandDataset`, the loaders' base class.
+
 This module never imports :mod:`handssca.models` nor pyrender; the dataset classes load on first
 use.
 """
@@ -40,11 +49,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _LAZY = {
     "FreiHAND": "freihand", "HO3D": "ho3d", "DexYCB": "dexycb",
-    "HandDataset": "common", "RawSample": "common", "SampleTransform": "common", "Augmentation": "common",
-    "DatasetLayoutError": "common", "CorruptSampleError": "common", "TooManySkippedError": "common",
-    "make_sample": "common", "sample_augmentation": "common", "unmirror": "common", "mirror_points": "common",
-    "mirror_pose": "common", "denormalise_image": "common", "project": "common",
-    "sample_errors": "common", "hand_model_for": "common",
+    "HandDataset": "dataset", "hand_model_for": "dataset",
+    "RawSample": "sample", "SampleTransform": "sample", "make_sample": "sample", "sample_errors": "sample",
+    "Augmentation": "augmentation", "sample_augmentation": "augmentation",
+    "DatasetLayoutError": "errors", "CorruptSampleError": "errors", "TooManySkippedError": "errors",
+    "unmirror": "geometry", "mirror_points": "geometry", "mirror_pose": "geometry", "project": "geometry",
+    "denormalise_image": "images",
     "build_dataset": "registry", "DATASETS": "registry", "find_dataset": "registry",
     "dataset_source": "registry",
 }

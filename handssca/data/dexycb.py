@@ -26,7 +26,7 @@ Conventions, each applied once:
   beta) + t, so the wrist is J0(beta) + t, not t (pitfall 16). 3D is already metres, OpenCV frame.
 - Frames without a hand label (``joint_3d`` all -1 or ``pose_m`` all 0) are left out (pitfall 12).
 - Left hands (``mano_sides[0] == 'left'``, left MANO) are mirrored into right hands by
-  :func:`handssca.data.common.make_sample` (``is_left`` set); :func:`handssca.data.unmirror`
+  :func:`handssca.data.sample.make_sample` (``is_left`` set); :func:`handssca.data.unmirror`
   maps predictions back (HandOccNet, data spec 3.3).
 - The ground-truth fingertips are manopth's (``fingertips`` = "manopth").
 
@@ -42,9 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_SKIP, CorruptSampleError, HandDataset, RawSample, as_array,
-                     hand_model_for, occlusion_from_info, read_synth_info, require_paths, unmirror)
-from .files import cache_folder, listdir_sorted, load_npz, load_yaml
+from .dataset import HandDataset, hand_model_for
+from .errors import DEFAULT_MAX_SKIP, CorruptSampleError, require_paths
+from .files import (as_array, cache_folder, listdir_sorted, load_npz, load_yaml, occlusion_from_info,
+                    read_synth_info)
+from .geometry import unmirror
+from .sample import DEFAULT_INPUT_SIZE, RawSample
 
 SUBJECTS = (
     "20200709-subject-01", "20200813-subject-02", "20200820-subject-03", "20200903-subject-04",
@@ -343,9 +346,9 @@ class DexYCB(HandDataset):
             dict "joints" (N, 21, 3) absolute camera frame, "vertices" (or None), "toolkit_index"
             (N,), "is_left" (N,), in dataset order.
         """
-        from .freihand import _ordered
         n = len(np.asarray(indices).reshape(-1))
-        _, j, v = _ordered(self, indices, joints, vertices if vertices is not None else np.zeros((n, 1, 3)))
+        placeholder = np.zeros((n, 1, 3))  # without vertices: only the joints are ordered and checked
+        _, j, v = self.ordered_predictions(indices, joints, vertices if vertices is not None else placeholder)
         is_left = np.array([self.sides[s] == "left" for s in self._index[:, 0]], dtype=bool)
         r = self.roots()[:, None]
         wrist = j[:, :1]  # centre on the predicted wrist first (HandOccNet's step 1)

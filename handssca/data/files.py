@@ -1,9 +1,13 @@
-"""Reading the datasets' annotation files: JSON arrays (cached), YAML, HO3D's pickles.
+"""Reading annotation files: JSON arrays (cached), YAML, HO3D's pickles, checked values.
 
 Nothing is ever written into a dataset folder. Large JSON annotation files (FreiHAND's
 ``training_verts.json`` is about 1.5 GB of text) are parsed once and kept as ``.npy`` files in the
 cache folder (``$HANDSSCA_CACHE_DIR/data`` or ``~/.cache/handssca/data``), named by the file's
 absolute path, size and modification time, and memory-mapped afterwards.
+
+A synthetic root (:mod:`handssca.data.synth`) also holds ``synth_info.json`` with what real
+datasets lack (the hand model its annotations fit, per-sample occlusion fractions):
+:func:`read_synth_info` reads it, and its absence is how a real dataset is recognised.
 """
 from __future__ import annotations
 
@@ -11,15 +15,18 @@ import hashlib
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .common import CorruptSampleError
+from .errors import CorruptSampleError
 
 #: JSON files at least this large are cached as .npy (smaller ones are simply parsed).
 CACHE_MIN_BYTES = 16 * 2**20
+#: side file of a synthetic root with what real datasets lack (per-sample occlusion fraction).
+SYNTH_INFO = "synth_info.json"
 
 
 def cache_folder(cache_dir=None) -> Path:
@@ -146,3 +153,47 @@ def load_npz(path, keys: Sequence[str]) -> dict:
 def listdir_sorted(path) -> list[str]:
     """Names in a folder, sorted (as the DexYCB toolkit lists sequences)."""
     return sorted(os.listdir(path))
+
+
+def read_synth_info(root) -> dict | None:
+    """The side file ``synth_info.json`` of a synthetic root, or None when absent (real data)."""
+    p = Path(root) / SYNTH_INFO
+    if not p.exists():
+        return None
+    try:
+        with open(p, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{p}: unreadable ({e}); occlusion fractions unknown", RuntimeWarning, stacklevel=2)
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def occlusion_from_info(info: dict | None, image_keys: Sequence[str]) -> np.ndarray:
+    """Per-sample occlusion fractions from ``synth_info.json`` (its ``samples`` entry, keyed by the
+    image path relative to the root, "/"-separated); NaN when unknown (real datasets)."""
+    out = np.full(len(image_keys), np.nan)
+    samples = (info or {}).get("samples")
+    if not isinstance(samples, dict):
+        return out
+    for i, key in enumerate(image_keys):
+        entry = samples.get(key)
+        occ = entry.get("occlusion") if isinstance(entry, dict) else None
+        if occ is not None:
+            out[i] = float(occ)
+    return out
+
+
+def as_array(value, shape: Sequence[int], what: str) -> np.ndarray:
+    """``value`` as a finite float64 array of ``shape`` (raises :class:`CorruptSampleError`)."""
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise CorruptSampleError(f"{what}: not numeric ({e})") from None
+    if a.size == int(np.prod(shape)) and a.shape != tuple(shape):
+        a = a.reshape(shape)
+    if a.shape != tuple(shape):
+        raise CorruptSampleError(f"{what}: expected shape {tuple(shape)}, got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise CorruptSampleError(f"{what}: contains NaN or infinite values")
+    return a

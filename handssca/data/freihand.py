@@ -41,9 +41,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .common import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_SKIP, CorruptSampleError, HandDataset, RawSample,
-                     hand_model_for, occlusion_from_info, read_synth_info, require_paths)
-from .files import load_json_list
+from .dataset import HandDataset, hand_model_for
+from .errors import DEFAULT_MAX_SKIP, CorruptSampleError, require_paths
+from .files import load_json_list, occlusion_from_info, read_synth_info
+from .sample import DEFAULT_INPUT_SIZE, RawSample
 
 #: the four image versions of the training split, in file-index order (FreiHAND ``sample_version``).
 VERSIONS = ("gs", "hom", "sample", "auto")
@@ -268,7 +269,7 @@ class FreiHAND(HandDataset):
         Returns:
             dict "joints" (N, 21, 3), "vertices" (N, 778, 3) in unique-sample order, "root_added".
         """
-        idx, j, v = _ordered(self, indices, joints, vertices)
+        idx, j, v = self.ordered_predictions(indices, joints, vertices)
         if len(self.versions) != 1:
             raise ValueError("FreiHAND.to_protocol: use a dataset with one image version (the evaluation split)")
         if add_root is None:
@@ -302,25 +303,6 @@ class FreiHAND(HandDataset):
             warnings.warn("FreiHAND submission without the wrist position: only the aligned metrics "
                           "(PA-MPJPE, PA-MPVPE, aligned F-scores) are meaningful", RuntimeWarning, stacklevel=2)
         return write_freihand_pred(path, out["joints"], out["vertices"], expected_count=self.N)
-
-
-def _ordered(ds, indices, joints, vertices):
-    """Sort predictions by dataset index and check that each index occurs exactly once."""
-    idx = np.asarray(indices.detach().cpu() if hasattr(indices, "detach") else indices).astype(np.int64).reshape(-1)
-    j = np.asarray(joints.detach().cpu() if hasattr(joints, "detach") else joints, dtype=np.float64)
-    v = np.asarray(vertices.detach().cpu() if hasattr(vertices, "detach") else vertices, dtype=np.float64)
-    if j.shape != (len(idx), 21, 3) or v.ndim != 3 or v.shape[0] != len(idx) or v.shape[2] != 3:
-        raise ValueError(f"{ds.name}: expected joints (B, 21, 3) and vertices (B, V, 3) for B = {len(idx)} "
-                         f"indices, got {j.shape} and {v.shape}")
-    order = np.argsort(idx, kind="stable")
-    idx, j, v = idx[order], j[order], v[order]
-    want = np.arange(len(ds))
-    if len(idx) != len(want) or np.any(idx != want):
-        missing = np.setdiff1d(want, idx)
-        dup = idx[1:][idx[1:] == idx[:-1]]
-        raise ValueError(f"{ds.name}: predictions must cover every sample index 0..{len(ds) - 1} once; "
-                         f"{len(missing)} missing (first {missing[:5].tolist()}), duplicated {dup[:5].tolist()}")
-    return idx, j, v
 
 
 __all__ = ["FreiHAND", "VERSIONS", "mano_root", "mano_mesh"]

@@ -31,9 +31,10 @@ import numpy as np
 
 from handssca.hand.joints import HO3D_TO_FREIHAND, FREIHAND_TO_HO3D, OPENGL_TO_OPENCV
 
-from .common import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_SKIP, CorruptSampleError, HandDataset, RawSample, as_array,
-                     hand_model_for, occlusion_from_info, read_synth_info, require_paths)
-from .files import load_pickle
+from .dataset import HandDataset, hand_model_for
+from .errors import DEFAULT_MAX_SKIP, CorruptSampleError, require_paths
+from .files import as_array, load_pickle, occlusion_from_info, read_synth_info
+from .sample import DEFAULT_INPUT_SIZE, RawSample
 
 IMAGE_SIZE = (640, 480)
 EXTENSIONS = {"v2": ".png", "v3": ".jpg"}
@@ -248,8 +249,7 @@ class HO3D(HandDataset):
         Returns:
             dict "joints", "vertices" (absolute, OpenCV, F order, split order), "names", "roots".
         """
-        from .freihand import _ordered
-        _, j, v = _ordered(self, indices, joints, vertices)
+        _, j, v = self.ordered_predictions(indices, joints, vertices)
         r = self.roots()
         shift = (r - j[:, 0])[:, None]
         return {"joints": j + shift, "vertices": v + shift, "names": list(self.names), "roots": r}

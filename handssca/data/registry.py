@@ -66,7 +66,7 @@ def dataset_source(style: str, data_root="", n: int = 16, seed: int = 0, synth_d
 
     from handssca.utils import repo_root
 
-    from .common import read_synth_info
+    from .files import read_synth_info
     if data_root:
         found = find_dataset(style, data_root)
         if found is not None:

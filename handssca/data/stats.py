@@ -15,7 +15,7 @@ them per dataset, and the synthetic generator is tuned with them):
   ``synth_info.json``).
 
 Left hands (DexYCB) are mirrored into right hands first, as the loaders hand them to the network
-(``handssca.data.common.mirror_points`` / ``mirror_pose``). Shapes: n samples, K = 21 joints in
+(``handssca.data.geometry.mirror_points`` / ``mirror_pose``). Shapes: n samples, K = 21 joints in
 the dataset's F order, V = 778 vertices.
 """
 from __future__ import annotations
@@ -29,7 +29,9 @@ from handssca.hand import HandLayer
 from handssca.hand.pose_space import N_SAMPLES, SEED, sample_articulation
 from handssca.metrics import pa_mpjpe
 
-from .common import CorruptSampleError, hand_model_for, mirror_points, mirror_pose
+from .dataset import hand_model_for
+from .errors import CorruptSampleError
+from .geometry import mirror_points, mirror_pose
 
 
 def hand_annotations(ds, max_samples: Optional[int] = None) -> dict:

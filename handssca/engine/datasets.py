@@ -59,7 +59,7 @@ def _log(msg: str) -> None:
 def synth_is_complete(root: Path, dataset: str, settings: dict, seed: int) -> bool:
     """True when ``root`` holds a complete synthetic dataset of this style, size and seed
     (the generator's ``synth_info.json``)."""
-    from ..data.common import read_synth_info
+    from ..data.files import read_synth_info
 
     info = read_synth_info(root) if Path(root).is_dir() else None
     if not info or not info.get("complete"):
@@ -121,7 +121,7 @@ def resolve_data(dataset: str, data_root=None, profile: str = "quick", seed: int
     """
     dataset = check_dataset(dataset)
     if data_root not in (None, ""):
-        from ..data.common import read_synth_info
+        from ..data.files import read_synth_info
 
         root = Path(data_root).expanduser().resolve()
         if not root.is_dir():
@@ -168,7 +168,7 @@ class Unaugmented(Dataset):
     2D joints, no random scale, rotation or colour.
 
     Args:
-        base: a :class:`handssca.data.common.HandDataset`.
+        base: a :class:`handssca.data.dataset.HandDataset`.
         indices: the rows of ``base`` to show.
     """
 
@@ -191,7 +191,7 @@ class EpochAugmented(Dataset):
     what makes a resumed run repeat the uninterrupted one.
 
     Args:
-        base: a :class:`handssca.data.common.HandDataset`.
+        base: a :class:`handssca.data.dataset.HandDataset`.
         indices: the rows of ``base`` to show.
         seed: the run's seed.
         augment: False shows the rows without augmentation (the training setting ``augment``,
@@ -321,7 +321,8 @@ def root_relative_mean(ds) -> dict:
         articulation offsets (axis-angle, flat_hand_mean=False) and betas; "count": n.
         float64 numpy.
     """
-    from ..data.common import CorruptSampleError, mirror_points, mirror_pose
+    from ..data.errors import CorruptSampleError
+    from ..data.geometry import mirror_points, mirror_pose
 
     sj, sv, sa, sb, n = np.zeros((21, 3)), np.zeros((778, 3)), np.zeros(45), np.zeros(10), 0
     for i in range(len(ds)):

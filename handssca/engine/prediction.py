@@ -82,7 +82,8 @@ def fit_translation(joints: np.ndarray, uv: np.ndarray, K: np.ndarray) -> np.nda
 
 
 def _crop(img: np.ndarray, bbox, size: int):
-    from ..data.common import crop_transform, expand_box, normalise_image, square_box, warp_image
+    from ..data.geometry import crop_transform, expand_box, square_box
+    from ..data.images import normalise_image, warp_image
 
     H, W = img.shape[:2]
     if bbox is None:
@@ -112,7 +113,7 @@ def predict_image(run: Run, image, bbox=None, left: bool = False,
         "joints_root_relative", "joints2d" (21, 2) image pixels, "pose" (48,), "shape" (10,),
         "translation" (3,), "K" (3, 3), "faces" (F, 3), "crop_box", "crop", "image" (RGB).
     """
-    from ..data.common import mirror_box
+    from ..data.geometry import mirror_box
 
     img = read_rgb(image) if not isinstance(image, np.ndarray) else np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:

@@ -114,7 +114,7 @@ def build_config(dataset: str, attention: str, profile: Profile, seed: int, sour
     # synthetic data are named by (style, profile, seed): the folder may move with the project
     data["root"] = source.root.name if source.kind == "synthetic" else str(source.root)
     if source.kind == "synthetic":
-        from ..data.common import read_synth_info
+        from ..data.files import read_synth_info
 
         info = read_synth_info(source.root) or {}
         # what the data is, not only where: regenerated data of other settings is another run

@@ -162,7 +162,7 @@ class View:
 
     Attributes:
         row: its row in the dataset. sample: the sample dictionary (:mod:`handssca.data`).
-        transform: the :class:`~handssca.data.common.SampleTransform` that made it.
+        transform: the :class:`~handssca.data.sample.SampleTransform` that made it.
         crop: (S, S, 3) uint8 RGB. masks: {region: (S, S) bool} (:func:`region_masks`), or None
             where the dataset has no segmentation for the image.
     """

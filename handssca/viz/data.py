@@ -50,7 +50,7 @@ def camera_vertices(sample: dict, transform) -> np.ndarray:
 
 def crop_image(sample: dict) -> np.ndarray:
     """The sample's crop as (S, S, 3) uint8 RGB (ImageNet normalisation undone)."""
-    from handssca.data.common import denormalise_image
+    from handssca.data.images import denormalise_image
     return (denormalise_image(sample["image"]) * 255 + 0.5).astype(np.uint8)
 
 

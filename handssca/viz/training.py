@@ -243,7 +243,7 @@ def _get_sample(ds, i: int):
 
 
 def _data_kind(ds) -> Optional[str]:
-    from handssca.data.common import read_synth_info
+    from handssca.data.files import read_synth_info
 
     base = getattr(ds, "base", ds)
     root = getattr(base, "root", None)
