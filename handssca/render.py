@@ -2,7 +2,8 @@
 
 Used by the synthetic data generator (:mod:`handssca.data.synth`), by ``predict`` (a mesh drawn
 over an image, :func:`overlay_mesh`) and by the book's figures. Depends on numpy, trimesh and
-pyrender only.
+pyrender, and on the package's one pinhole projection (:func:`handssca.data.geometry.project`,
+numpy only).
 
 Conventions
 -----------
@@ -40,6 +41,8 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+
+from handssca.data.geometry import project
 
 PLATFORM_ENV = "PYOPENGL_PLATFORM"
 PLATFORMS = ("egl", "osmesa")
@@ -203,12 +206,6 @@ def check_intrinsics(K) -> np.ndarray:
         raise ValueError(f"K must be a (3, 3) pinhole matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with "
                          f"fx, fy > 0, got {np.array2string(K, precision=3)}")
     return K
-
-
-def project(points, K) -> np.ndarray:
-    """Pinhole projection in the OpenCV convention: (N, 3) camera-frame points -> (N, 2) pixels."""
-    p = np.asarray(points, dtype=np.float64) @ check_intrinsics(K).T
-    return p[:, :2] / p[:, 2:3]
 
 
 # ----------------------------------------------------------------------------- the renderer
@@ -594,4 +591,4 @@ def overlay_mesh(image, vertices, faces, K, color=(0.55, 0.75, 1.0), opacity: fl
 
 
 __all__ = ["MeshSpec", "Light", "Rendering", "Renderer", "get_renderer", "release_renderers", "render",
-           "overlay_mesh", "project", "check_intrinsics", "gl_platform", "set_platform", "PLATFORMS"]
+           "overlay_mesh", "check_intrinsics", "gl_platform", "set_platform", "PLATFORMS"]

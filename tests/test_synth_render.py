@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from handssca.render import MeshSpec, overlay_mesh, project, render
+from handssca.data.geometry import project
+from handssca.render import MeshSpec, overlay_mesh, render
 
 
 def _square(x0, y0, x1, y1, z):
