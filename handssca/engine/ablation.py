@@ -13,6 +13,8 @@ trains, the others reuse the finished runs.
 """
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 from .datasets import resolve_data
@@ -37,7 +39,7 @@ def ablation_table(dataset: str) -> int:
 
 def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
                    seeds: Iterable[int] = (0,), data_root=None, profile: str = "quick",
-                   data_seed: Optional[int] = None, verbose: bool = True,
+                   data_seed: Optional[int] = None, verbose: bool = True, jobs: int = 1,
                    **train_kwargs) -> Dict[Tuple[str, int], RunSummary]:
     """Train (or reuse) one run per attention variant and seed on the same data.
 
@@ -48,7 +50,11 @@ def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
         data_root: the dataset folder, or None / "" for synthetic data of that style.
         profile: smoke, quick or paper.
         data_seed: the seed of the synthetic data (default: the first of ``seeds``).
-        train_kwargs: passed to :func:`~.trainer.train` (device, num_workers, overrides, ...).
+        jobs: how many runs train at the same time, each in a process of its own (on a CPU
+            machine with one core per run; the runs are independent, so this is a pool of
+            ordinary ``train`` calls, not distributed training). 1: one after the other.
+        train_kwargs: passed to :func:`~.trainer.train` (device, num_workers, overrides, ...);
+            with ``jobs`` > 1 they must be picklable (no callback).
 
     Returns:
         {(variant, seed): RunSummary}, in variant-major order.
@@ -67,12 +73,20 @@ def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
     source = resolve_data(dataset, data_root, prof.get("name"),
                           seeds[0] if data_seed is None else int(data_seed), prof,
                           **({} if verbose else {"log": lambda msg: None}))
-    runs = {}
-    for v in variants:
-        for s in seeds:
-            runs[(v, s)] = train(dataset, str(source.root), prof, attention=v, seed=s,
-                                 verbose=verbose, **train_kwargs)
-    return runs
+    keys = [(v, s) for v in variants for s in seeds]
+    args = [(dataset, str(source.root), prof) for _ in keys]
+    if int(jobs) <= 1 or len(keys) == 1:
+        return {(v, s): train(*a, attention=v, seed=s, verbose=verbose, **train_kwargs)
+                for (v, s), a in zip(keys, args)}
+    if "callback" in train_kwargs:
+        raise ValueError("train_variants: a callback cannot reach runs in other processes; "
+                         "use jobs=1 with a callback")
+    # spawn, not fork: a forked child would inherit this process's OpenMP thread pool
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(int(jobs), len(keys)), mp_context=ctx) as pool:
+        futures = {k: pool.submit(train, *a, attention=k[0], seed=k[1], verbose=verbose,
+                                  **train_kwargs) for k, a in zip(keys, args)}
+        return {k: futures[k].result() for k in keys}
 
 
 def load_run_data_root(run):

@@ -259,6 +259,36 @@ def memoise_annotations(ds, max_rows: int = MEMO_MAX_ROWS):
     return ds
 
 
+class _MemoImages:
+    """Memoises a dataset's decoded images (``raw_image``), per process, up to ``max_bytes``;
+    images past the budget are read from disk every time, as without the memo."""
+
+    def __init__(self, read, max_bytes: int):
+        self.read, self.max_bytes, self.used, self.memo = read, int(max_bytes), 0, {}
+
+    def __call__(self, raw):
+        key = raw.image_path
+        img = self.memo.get(key)
+        if img is None:
+            img = self.read(raw)
+            if self.used + img.nbytes <= self.max_bytes:
+                img.setflags(write=False)  # shared by every later crop of the same frame
+                self.memo[key] = img
+                self.used += img.nbytes
+        return img
+
+
+def memoise_images(ds, max_megabytes: float):
+    """Let ``ds`` keep up to ``max_megabytes`` of decoded images in memory (each process), so
+    that a small dataset's files are decoded once per run, not once per epoch: on two CPU
+    cores, decoding a 640 x 480 PNG costs about as much as a tenth of a training step of the
+    quick network per image. The crops and augmentation are still made from the image every
+    time, so the samples are the same. 0 turns it off. Returns ``ds``."""
+    if max_megabytes > 0 and hasattr(ds, "raw_image") and not isinstance(ds.raw_image, _MemoImages):
+        ds.raw_image = _MemoImages(ds.raw_image, max_megabytes * 2 ** 20)
+    return ds
+
+
 def split_groups(ds) -> np.ndarray:
     """A group id per row of ``ds``; rows of one group stay on one side of the validation split,
     so that validation measures generalisation to unseen hands, not to the next video frame.

@@ -81,7 +81,7 @@ _TRAIN_KEYS = {
     "epochs": int, "lr_step": dict, "warmup_steps": int, "loss_weights": dict, "val_fraction": float,
     "max_val_samples": int, "num_workers": int, "amp": str, "channels_last": bool,
     "compile": bool, "grad_clip": float, "cpu_threads": int, "init_mean_hand": bool,
-    "augment": bool,
+    "augment": bool, "cache_images_mb": float,
     "imagenet_weights": (str, type(None)),
 }
 
@@ -113,6 +113,7 @@ def training_config(profile, dataset: str, overrides: Optional[dict] = None) -> 
     if overrides:
         cfg = _merge(cfg, overrides)
     where = f"profile {prof.get('name')!r}, train.{dataset}"
+    cfg.setdefault("cache_images_mb", 0.0)  # decoded images kept in memory (0: none)
     cfg.setdefault("augment", True)  # HandOccNet's augmentation unless a profile turns it off
     cfg.setdefault("imagenet_weights", None)  # optional: profiles written before it existed
     unknown = sorted(set(cfg) - set(_TRAIN_KEYS))

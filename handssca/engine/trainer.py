@@ -42,6 +42,7 @@ from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
 from ..utils import environment_info, git_commit, progress, repo_root, write_json_atomic
 from . import checkpoint as ckpt
 from .datasets import (EpochAugmented, EpochSampler, Unaugmented, collate, memoise_annotations,
+                       memoise_images,
                        open_dataset, resolve_data, train_val_split)
 from .factory import imagenet_weights_record, init_mean_hand, network_config, parameter_count
 from .profiles import Profile, check_dataset, resolve_profile, training_config
@@ -52,7 +53,7 @@ from .runtime import autocast, device_name, pick_device, prepare_model, to_devic
 RUN_FILE = "run.json"
 #: training settings that change how fast a run goes, not what it computes (left out of the
 #: fingerprint: a run may be resumed or reused with other values)
-RUNTIME_KEYS = ("num_workers", "compile", "amp", "channels_last", "cpu_threads")
+RUNTIME_KEYS = ("num_workers", "compile", "amp", "channels_last", "cpu_threads", "cache_images_mb")
 LOSS_TERMS = ("vertices", "joints", "pose", "shape", "joints2d")
 ATTENTIONS = ("none", "self_attention", "ssa", "ssca")
 
@@ -368,6 +369,7 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
     # ---------------------------------------------------------------- data
     S = int(cfg["input_size"])
     train_ds = memoise_annotations(open_dataset(source, "train", S, hand_model=hand_model))
+    memoise_images(train_ds, cfg["cache_images_mb"])
     train_rows, val_rows = train_val_split(train_ds, cfg["val_fraction"], cfg["max_val_samples"], seed)
     bs = int(cfg["batch_size"])
     if len(train_rows) < bs:
