@@ -9,7 +9,7 @@ import pytest
 from handssca.report import (compare_table, format_value, hardware_label, load_table_results,
                              paper_cells, paper_table, parameter_counts, results_table,
                              runs_hardware, seed_separation, spread_table, table_parameters,
-                             write_result)
+                             table_verdicts, write_result)
 
 
 def _col(table, label):
@@ -123,6 +123,26 @@ def test_result_files_become_compare_table_rows(tmp_path):
     assert _rows(t6)["Baseline+Self-Attention"][_col(t6, "PA-MPJPE (mm) ours")] == "not run"
     assert any("extra" in n for n in t6.notes)
     assert not any("constant" in r[0] for r in t6.rows)  # the file holds none
+
+
+def test_table_verdicts_judge_each_row_of_a_result_file(tmp_path):
+    _write_train(tmp_path)  # HandSSCA 12.0 mm; constants 20.0 and 15.0 mm
+    _write_ablation(tmp_path)  # no constants in this file
+    write_result(tmp_path / "train-dexycb.json", kind="train/dexycb", data="real",
+                 profile="paper", metrics={}, split="test")  # no ground truth: no metrics
+    found = load_table_results(tmp_path)
+    (v3,) = table_verdicts(found[3])
+    assert v3.label == "Table 3, HandSSCA" and v3.status == "beats"
+    assert v3.constant == "mean-articulation constant" and v3.ratio == pytest.approx(12 / 15)
+    assert v3.text.startswith("SYNTHETIC data: ")
+    v6 = table_verdicts(found[6])
+    assert [v.label for v in v6] == ["Table 6, Baseline (FPN only)", "Table 6, Baseline+SSA",
+                                     "Table 6, Baseline+SSCA"]
+    assert {v.status for v in v6} == {"no_constant"}
+    (v1,) = table_verdicts(found[1])
+    assert v1.status == "not_run" and "train-freihand.json" in v1.label
+    (v2,) = table_verdicts(found[2])
+    assert v2.status == "no_ground_truth"
 
 
 def test_malformed_or_misplaced_result_files_are_refused(tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from handssca.report import (Verdict, constants_of, metric_separation, pooled_std, separation,
-                             verdict, verdict_lines)
+                             variant_verdicts, verdict, verdict_lines)
 
 
 def _report(net=9.1, pose=20.0, art=12.2, data="synthetic", split="test", metrics=True):
@@ -173,3 +173,24 @@ def test_separation_refuses_what_it_cannot_compare():
         separation({"ssca": [1.0, 2.0], "none": [float("nan")]}, name="x")
     with pytest.raises(ValueError, match="factor must be positive"):
         separation({"a": [1.0], "b": [2.0]}, name="x", factor=0)
+
+
+def test_one_verdict_per_variant_of_an_ablation():
+    pose = {"pa_mpjpe": [20.0, 20.0]}
+    art = {"pa_mpjpe": [12.0, 13.0]}
+    ev = {"data": "synthetic", "split": "test",
+          "metrics": {"none": {"pa_mpjpe": [14.0, 15.0]}, "ssca": {"pa_mpjpe": [11.0, 12.0]}},
+          "baseline": {"none": pose, "ssca": pose},
+          "baseline_mean_articulation": {"none": art, "ssca": art},
+          "reports": {("none", 0): {}, ("none", 1): {}, ("ssca", 0): {}, ("ssca", 1): {}}}
+    none, ssca = variant_verdicts(ev)
+    assert none.label == "Baseline (FPN only)" and none.status == "does_not_beat"
+    assert ssca.status == "beats" and ssca.constant == "mean-articulation constant"
+    assert ssca.text.startswith("SYNTHETIC data: Baseline+SSCA 11.50 mm PA-MPJPE, mean of 2 seeds")
+    # a split without ground truth: evaluate_variants has no metrics, the reports say why
+    blind = dict(ev, metrics={}, reports={("ssca", 0): {"metrics": None, "split": "test",
+                                                        "data": "real"}})
+    (only,) = variant_verdicts(blind, labels={"ssca": "SSCA"})
+    assert only.status == "no_ground_truth" and only.label == "SSCA"
+    with pytest.raises(ValueError, match="evaluate_variants"):
+        variant_verdicts({"metrics": {}})

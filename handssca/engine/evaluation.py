@@ -28,7 +28,7 @@ yardstick of this reproduction, :mod:`handssca.report.verdict`):
   network sees);
 - the **mean-articulation constant** predicts the MANO hand of the training rows' mean
   articulation and mean shape, without global rotation; under Procrustes alignment it is
-  usually the stronger of the two.
+  often the stronger of the two.
 
 A network that has learnt nothing from the image does not beat the better of them. In
 ``metrics.json`` they keep their first key names, ``baseline`` (mean pose) and

@@ -17,7 +17,7 @@
 """
 from .collect import (RESULT_FILES, TableResult, evaluation_table, hardware_label,
                       load_table_results, parameter_counts, results_table, runs_hardware,
-                      table_parameters, table_result)
+                      table_parameters, table_result, table_verdicts)
 from .paper import (COLUMN_LABELS, VARIANT_LABELS, paper_numbers, paper_table, paper_value,
                     table_columns)
 from .results import load_result, write_result
@@ -25,7 +25,8 @@ from .spread import (Separation, metric_separation, pooled_std, seed_separation,
                      spread_table)
 from .tables import (CONSTANT_KEYS, CONSTANT_LABELS, CONSTANTS_NOTE, Table, compare_table,
                      format_value, paper_cells)
-from .verdict import Verdict, constants_of, verdict, verdict_lines
+from .verdict import (NETWORK_LABELS, Verdict, constants_of, variant_verdicts, verdict,
+                      verdict_lines)
 
 __all__ = ["COLUMN_LABELS", "VARIANT_LABELS", "paper_numbers", "paper_table", "paper_value",
            "table_columns", "load_result",
@@ -34,4 +35,5 @@ __all__ = ["COLUMN_LABELS", "VARIANT_LABELS", "paper_numbers", "paper_table", "p
            "load_table_results", "parameter_counts", "results_table", "runs_hardware",
            "table_parameters", "table_result", "evaluation_table", "CONSTANT_KEYS",
            "CONSTANT_LABELS", "CONSTANTS_NOTE", "Separation", "metric_separation", "pooled_std",
-           "separation", "Verdict", "constants_of", "verdict", "verdict_lines"]
+           "separation", "Verdict", "constants_of", "verdict", "verdict_lines", "NETWORK_LABELS",
+           "variant_verdicts", "table_verdicts"]

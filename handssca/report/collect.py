@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from .paper import paper_table, table_columns
+from .paper import VARIANT_LABELS, paper_table, table_columns
 from .results import load_result
-from .verdict import constants_of
 from .tables import CONSTANT_KEYS, Table, compare_table
+from .verdict import Verdict, constants_of, verdict
 
 #: the dataset of each of the paper's tables
 TABLE_DATASETS = {1: "freihand", 2: "dexycb", 3: "ho3d", 4: "freihand", 5: "dexycb", 6: "ho3d"}
@@ -326,3 +326,26 @@ def evaluation_table(metrics) -> Table:
                        f"{metrics.get('n_samples')} samples (commit {prov.get('commit')}).")
     return table
 
+
+
+def table_verdicts(result: TableResult, metric: str = "pa_mpjpe") -> List[Verdict]:
+    """Each network of a table's result file against the better of the constants the file
+    holds (:func:`~.verdict.verdict`): HandSSCA's row of Tables 1-3, each variant of Tables
+    4-6.
+
+    Returns:
+        one verdict per row the file holds; a missing file gives one "not run" verdict, a file
+        without metrics (a split without ground truth) one "no_ground_truth" verdict.
+    """
+    name = f"Table {result.table}"
+    if not result.found:
+        return [verdict(None, label=f"{name} ({result.file})")]
+    if not result.ours:
+        return [verdict({"metrics": None, "split": result.split, "data": result.data},
+                        label=f"{name} ({result.file})")]
+    out = []
+    for row, cells in result.ours.items():
+        label = f"{name}, {'HandSSCA' if row == HANDSSCA_ROW else VARIANT_LABELS.get(row, row)}"
+        out.append(verdict(cells, result.constants, label=label, metric=metric,
+                           data=result.data, split=result.split))
+    return out

@@ -41,8 +41,8 @@ CONSTANTS_NOTE = ("Constants (no image used): every sample predicted as one hand
                   "the run's training rows, scored with the same protocol on the same samples: "
                   "the mean-pose constant (the mean of their root-relative joints and vertices) "
                   "and the mean-articulation constant (the MANO hand of their mean articulation "
-                  "and shape, no global rotation; under Procrustes alignment usually the "
-                  "stronger).")
+                  "and shape, no global rotation, which a Procrustes fit supplies). Each row's "
+                  "numbers say which of the two is the stronger here.")
 
 
 @dataclass

@@ -7,7 +7,7 @@ Two constants are scored beside every network, with the same protocol on the sam
   root-relative joints and vertices;
 - the **mean-articulation constant**: every sample predicted as the MANO hand of the training
   rows' mean articulation and mean shape, without global rotation; under Procrustes alignment
-  (PA-MPJPE, Section 4.2's main metric) it is usually the stronger of the two.
+  (PA-MPJPE, Section 4.2's main metric) it is often the stronger of the two.
 
 :func:`verdict` sets a network's PA-MPJPE against the *best* of the two (the lower PA-MPJPE) and
 says, from the numbers alone, whether the network beats it. The constants are not in the paper:
@@ -23,10 +23,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from .paper import COLUMN_LABELS
+from .paper import COLUMN_LABELS, VARIANT_LABELS
 from .spread import column_unit
 from .tables import CONSTANT_KEYS, CONSTANT_LABELS, format_value, paper_cells
 
+#: the name of a single trained network in a verdict line, by attention variant
+NETWORK_LABELS = {"ssca": "SSCA network", "ssa": "SSA network",
+                  "self_attention": "self-attention network", "none": "FPN-only network"}
 #: what a verdict can say
 STATUSES = ("beats", "mixed", "does_not_beat", "no_constant", "no_ground_truth", "not_run")
 
@@ -251,3 +254,39 @@ def _judge(v: Verdict, constants) -> Verdict:
 def verdict_lines(verdicts: Sequence[Verdict]) -> str:
     """Several verdicts as a markdown list, one line each (e.g. one per ablation variant)."""
     return "\n".join(f"- {v.markdown()}" for v in verdicts)
+
+
+def variant_verdicts(evaluation: Mapping[str, object], labels: Optional[Mapping[str, str]] = None,
+                     metric: str = "pa_mpjpe") -> List[Verdict]:
+    """One :func:`verdict` per variant of an ablation, each variant's seeds against the
+    constants of the same seeds.
+
+    Args:
+        evaluation: what :func:`handssca.engine.evaluate_variants` returns ("metrics",
+            "baseline", "baseline_mean_articulation", "reports", "data", "split").
+        labels: {variant: name} (default: the paper's labels, :data:`VARIANT_LABELS`).
+        metric: the metric key (default ``pa_mpjpe``).
+
+    Returns:
+        the verdicts in the order of the runs; a variant scored on a split without ground truth
+        says so ("no_ground_truth").
+
+    Raises:
+        ValueError: ``evaluation`` lacks "metrics" or "reports".
+    """
+    if not isinstance(evaluation, Mapping) or not {"metrics", "reports"} <= set(evaluation):
+        raise ValueError("variant_verdicts: expected what handssca.engine.evaluate_variants "
+                         "returns (with 'metrics' and 'reports')")
+    labels = {**VARIANT_LABELS, **(labels or {})}
+    out = []
+    for v in dict.fromkeys(k[0] for k in evaluation["reports"]):
+        label = labels.get(v, v)
+        cells = evaluation["metrics"].get(v)
+        if not cells:  # scored on a split without ground truth: the report says which
+            rep = next(r for k, r in evaluation["reports"].items() if k[0] == v)
+            out.append(verdict(rep, label=label, metric=metric))
+            continue
+        consts = {k: (evaluation.get(key) or {}).get(v) for k, key in CONSTANT_KEYS.items()}
+        out.append(verdict(cells, consts, label=label, metric=metric,
+                           data=evaluation.get("data"), split=evaluation.get("split")))
+    return out

@@ -667,7 +667,8 @@ def paper_comparison(report: Mapping[str, Any], table: int, *, profile: str,
             + [r[2 + 3 * i] or "-" for r in extra] for i, c in enumerate(cols)]
     where = SPLIT_NAMES.get(report.get("split"), report.get("split"))
     n = report.get("n_samples")
-    caption = full.caption + f"; ours on the {where}" + (f", {n} samples" if n else "")
+    caption = full.caption + f"; ours on the {where}" + (
+        f", {n} sample{'s' if n != 1 else ''}" if n else "")
     header = ["metric", "paper", "ours", "ours - paper"] + [r[0].replace(" (ours)", "")
                                                               for r in extra]
     return Table(header, rows, caption, full.notes)
