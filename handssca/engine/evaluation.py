@@ -512,14 +512,14 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
         mean = run_training_mean(run, run.model.hand_model, log, fallback=source)
         art = mean_articulation_prediction(mean, run.model.hand_model, run.model.config.fingertips)
         official = split == "test"
-        base = {"name": "mean-pose constant", "description": "every sample predicted as the mean of the "
-                "root-relative joints and vertices of the rows the run trained on, scored with "
-                "the same protocol", "train_samples": mean["count"],
+        base = {"name": "mean-pose constant", "description": "every sample predicted as the "
+                "mean of the root-relative joints and vertices of the rows the run trained on, "
+                "scored with the same protocol", "train_samples": mean["count"],
                 "metrics": None if gt is None else _constant_metrics(
                     source.dataset, ds, res, mean["joints"], mean["vertices"], gt, official)}
-        base_art = {"name": "mean-articulation constant", "description": "every sample predicted as the "
-                    "MANO hand of the training rows' mean articulation and mean shape (no global "
-                    "rotation), scored with the same protocol",
+        base_art = {"name": "mean-articulation constant", "description": "every sample "
+                    "predicted as the MANO hand of the training rows' mean articulation and mean "
+                    "shape (no global rotation), scored with the same protocol",
                     "train_samples": mean["count"],
                     "metrics": None if gt is None else _constant_metrics(
                         source.dataset, ds, res, art["joints"], art["vertices"], gt, official)}
