@@ -295,6 +295,21 @@ def test_evaluate_writes_metrics_with_provenance_and_submission(run_a, data_root
     assert loaded.data == "synthetic" and len(loaded.log) == 3 and not loaded.model.training
 
 
+def test_evaluate_cli_prints_both_constants_or_leaves_them_out(run_a, tmp_path, capsys):
+    assert cli(["evaluate", "--checkpoint", str(run_a.path), "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "mean-pose constant:" in out and "mean-articulation constant:" in out
+    assert "vs best constant" in out and "baseline" not in out
+    # --no-constants (its first name --no-baseline still works) skips both
+    for flag, folder in (("--no-constants", "b"), ("--no-baseline", "c")):
+        assert cli(["evaluate", "--checkpoint", str(run_a.path), flag,
+                    "--out", str(tmp_path / folder)]) == 0
+        out = capsys.readouterr().out
+        assert "constant:" not in out and "no constant was scored" in out
+        saved = json.loads((tmp_path / folder / "metrics.json").read_text())
+        assert saved["baseline"] is None and saved["baseline_mean_articulation"] is None
+
+
 # ----------------------------------------------------------------------------------------------
 def _image(data_root):
     return data_root / "evaluation" / "rgb" / "00000000.jpg"

@@ -306,6 +306,10 @@ def test_imported_run_evaluates_and_predicts(imported, data_root, tmp_path, caps
     assert rep["provenance"]["profile"] == "imported" and rep["provenance"]["seed"] is None
     assert rep["metrics"]["pa_mpjpe"] > 0 and rep["baseline"]["metrics"]["pa_mpjpe"] > 0
     assert (tmp_path / "eval" / rep["submission"]).exists()
+    printed = capsys.readouterr().out  # both constants, and the network against the better one
+    assert "mean-pose constant:" in printed and "mean-articulation constant:" in printed
+    assert "vs best constant" in printed and "the constant" in printed
+    assert "baseline" not in printed
     # the Table 1 row it gives, beside the paper's
     from handssca.report import evaluation_table, format_value
 
@@ -314,6 +318,8 @@ def test_imported_run_evaluates_and_predicts(imported, data_root, tmp_path, caps
     row = next(r for r in table.rows if r[0].startswith("HandSSCA"))
     assert format_value(rep["metrics"]["pa_mpjpe"], "mm") in row
     assert any("imported weights snapshot_99.pth.tar" in n for n in table.notes)
+    const = next(r for r in table.rows if r[0] == "mean-articulation constant (ours)")
+    assert format_value(rep["baseline_mean_articulation"]["metrics"]["pa_mpjpe"], "mm") in const
     img = data_root / "evaluation" / "rgb" / "00000000.jpg"
     assert cli(["predict", str(img), "--checkpoint", str(out), "--out", str(tmp_path / "pred"),
                 "--no-overlay"]) == 0

@@ -42,7 +42,7 @@ def test_compare_table_marks_missing_runs_and_converts_units():
     assert rows["Baseline+SSCA"][i + 1] == "+0.50"           # ours - paper
     j = header.index("F@5 ours")
     assert rows["Baseline+SSCA"][j] == "50.0%" and rows["Baseline+SSCA"][j + 1] == "-1.8 pt"
-    assert rows["Baseline"][i] == "not run"
+    assert rows["Baseline (FPN only)"][i] == "not run"
     assert any("SYNTHETIC" in n for n in t.notes)
     assert "9.50" in t._repr_html_() and "not run" in t.to_markdown()
 

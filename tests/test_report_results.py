@@ -9,7 +9,7 @@ import pytest
 from handssca.report import (compare_table, format_value, hardware_label, load_table_results,
                              paper_cells, paper_table, parameter_counts, results_table,
                              runs_hardware, seed_separation, spread_table, table_parameters,
-                             write_result)
+                             table_verdicts, write_result)
 
 
 def _col(table, label):
@@ -47,7 +47,8 @@ def test_compare_table_counts_are_not_seeds_and_name_the_data_in_the_caption():
     rows = _rows(t)
     i = _col(t, "#Params ours")
     assert rows["Baseline+SSCA"][i] == "0.58M"
-    assert rows["Baseline"][i] == "0.00M" and rows["Baseline"][i - 1] == "-"  # unit from other rows
+    fpn = rows["Baseline (FPN only)"]
+    assert fpn[i] == "0.00M" and fpn[i - 1] == "-"  # unit from other rows
     counted = compare_table(1, {"HandSSCA (paper)": {"params": 30_864_852}}, data="n/a",
                             profile="n/a", hardware="n/a")
     assert "nothing run" in counted.caption and "#Params counted" in counted.caption
@@ -62,8 +63,9 @@ def _write_train(folder, dataset="ho3d", **extra):
                "f15": 0.3, "f15_aligned": 0.8, "pa_mpjpe_auc": 0.7, "pa_mpvpe_auc": 0.6}
     return write_result(folder / f"train-{dataset}.json", kind=f"train/{dataset}",
                         data="synthetic", profile="quick", metrics=metrics, seeds=[0],
-                        baseline={"pa_mpjpe": 20.0, "f5_aligned": 0.2}, hardware="CPU (test)",
-                        **extra)
+                        baseline={"pa_mpjpe": 20.0, "f5_aligned": 0.2},
+                        baseline_mean_articulation={"pa_mpjpe": 15.0, "f5_aligned": 0.3},
+                        hardware="CPU (test)", **extra)
 
 
 def _write_ablation(folder, dataset="ho3d", variants=("none", "ssa", "ssca", "extra")):
@@ -102,7 +104,13 @@ def test_result_files_become_compare_table_rows(tmp_path):
     assert row[_col(t3, "PA-MPJPE AUC ours")] == "70.0%"
     assert row[_col(t3, "#Params ours")] == "31.0M"
     assert _rows(t3)["METRO [46]"][_col(t3, "PA-MPJPE (mm) ours")] == "not run"
-    assert any("Mean-pose baseline" in n and "20.00" in n and "20.0%" in n for n in t3.notes)
+    # both constants as rows of their own after the paper's, with no paper value
+    pose = _rows(t3)["mean-pose constant (ours)"]
+    art = _rows(t3)["mean-articulation constant (ours)"]
+    assert pose[_col(t3, "PA-MPJPE (mm) ours")] == "20.00" and pose[_col(t3, "F@5 ours")] == "20.0%"
+    assert art[_col(t3, "PA-MPJPE (mm) ours")] == "15.00"
+    assert pose[_col(t3, "PA-MPJPE (mm) paper")] == "" and art[_col(t3, "#Params ours")] == ""
+    assert any("mean-articulation constant" in n for n in t3.notes)
     assert any("CPU (test)" in n and "1 seed(s)" in n for n in t3.notes)
 
     r6 = found[6]
@@ -114,6 +122,27 @@ def test_result_files_become_compare_table_rows(tmp_path):
     assert cell == f"11.50 ± {format_value(math.sqrt(0.5), 'mm')}"
     assert _rows(t6)["Baseline+Self-Attention"][_col(t6, "PA-MPJPE (mm) ours")] == "not run"
     assert any("extra" in n for n in t6.notes)
+    assert not any("constant" in r[0] for r in t6.rows)  # the file holds none
+
+
+def test_table_verdicts_judge_each_row_of_a_result_file(tmp_path):
+    _write_train(tmp_path)  # HandSSCA 12.0 mm; constants 20.0 and 15.0 mm
+    _write_ablation(tmp_path)  # no constants in this file
+    write_result(tmp_path / "train-dexycb.json", kind="train/dexycb", data="real",
+                 profile="paper", metrics={}, split="test")  # no ground truth: no metrics
+    found = load_table_results(tmp_path)
+    (v3,) = table_verdicts(found[3])
+    assert v3.label == "Table 3, HandSSCA" and v3.status == "beats"
+    assert v3.constant == "mean-articulation constant" and v3.ratio == pytest.approx(12 / 15)
+    assert v3.text.startswith("SYNTHETIC data: ")
+    v6 = table_verdicts(found[6])
+    assert [v.label for v in v6] == ["Table 6, Baseline (FPN only)", "Table 6, Baseline+SSA",
+                                     "Table 6, Baseline+SSCA"]
+    assert {v.status for v in v6} == {"no_constant"}
+    (v1,) = table_verdicts(found[1])
+    assert v1.status == "not_run" and "train-freihand.json" in v1.label
+    (v2,) = table_verdicts(found[2])
+    assert v2.status == "no_ground_truth"
 
 
 def test_malformed_or_misplaced_result_files_are_refused(tmp_path):
@@ -164,19 +193,31 @@ def test_parameter_counts_on_meta_equal_the_built_networks():
     assert printed == {"self_attention", "ssa", "ssca"}
 
 
-def test_spread_table_means_spreads_and_baseline():
+def test_spread_table_means_spreads_and_both_constants():
     metrics = {"none": {"pa_mpjpe": [10.0, 12.0], "f5_aligned": [0.5, 0.7], "f5": [0.0, 0.0]},
                "ssca": {"pa_mpjpe": [9.0], "f5_aligned": [0.6]}}
     t = spread_table(metrics, ["pa_mpjpe", "f5"], data="synthetic",
-                     baseline={"pa_mpjpe": [20.0, 22.0], "f5_aligned": [0.1, 0.1]})
+                     constants={"mean_pose": {"pa_mpjpe": [20.0, 22.0], "f5_aligned": [0.1, 0.1]},
+                                "mean_articulation": {"pa_mpjpe": [15.0, 15.0]}})
     assert "SYNTHETIC" in t.caption
     rows = _rows(t)
-    assert rows["Baseline"][1:] == ["2", f"11.00 ± {format_value(math.sqrt(2), 'mm')}",
-                                    f"60.0% ± {format_value(100 * math.sqrt(0.02), '%')}"]
+    assert rows["Baseline (FPN only)"][1:] == [
+        "2", f"11.00 ± {format_value(math.sqrt(2), 'mm')}",
+        f"60.0% ± {format_value(100 * math.sqrt(0.02), '%')}"]
     assert rows["Baseline+SSCA"][1:] == ["1", "9.00", "60.0%"]
-    assert rows["mean-pose baseline"][2] == f"21.00 ± {format_value(math.sqrt(2), 'mm')}"
+    assert rows["mean-pose constant"][2] == f"21.00 ± {format_value(math.sqrt(2), 'mm')}"
+    assert rows["mean-articulation constant"][2:] == ["15.00 ± 0.00", "not run"]
+    assert [r[0] for r in t.rows][-2:] == ["mean-pose constant", "mean-articulation constant"]
+    assert any("mean-articulation constant" in n for n in t.notes)
+    # the first name of the mean-pose constant still works; no constant, no constant row
+    old = spread_table(metrics, ["pa_mpjpe"], data="real", baseline={"pa_mpjpe": [20.0]})
+    assert [r[0] for r in old.rows][-1] == "mean-pose constant"
+    assert not any("constant" in r[0] for r in spread_table(metrics, ["pa_mpjpe"],
+                                                            data="real").rows)
     with pytest.raises(ValueError, match="synthetic"):
         spread_table(metrics, ["pa_mpjpe"], data="n/a")
+    with pytest.raises(ValueError, match="unknown keys"):
+        spread_table(metrics, ["pa_mpjpe"], data="real", constants={"median": {}})
 
 
 def test_seed_separation_sets_variant_differences_against_seed_spread():

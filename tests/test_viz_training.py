@@ -32,9 +32,12 @@ def _report(data="synthetic", dataset="freihand", split="test", metrics=True):
     m = {"pa_mpjpe": 12.5, "pa_mpvpe": 11.0, "f5": 0.10, "f15": 0.40, "f5_aligned": 0.55,
          "f15_aligned": 0.95, "mpjpe": 40.0, "pa_mpjpe_auc": 0.75}
     base = {k: v * 2 for k, v in m.items()}
+    art = {k: v * 1.5 for k, v in m.items()}
     return {"dataset": dataset, "split": split, "data": data, "n_samples": 7,
             "protocol": "FreiHAND eval.py", "metrics": m if metrics else None,
-            "baseline": {"name": "mean pose", "metrics": base if metrics else None}}
+            "baseline": {"name": "mean-pose constant", "metrics": base if metrics else None},
+            "baseline_mean_articulation": {"name": "mean-articulation constant",
+                                           "metrics": art if metrics else None}}
 
 
 def teardown_function():
@@ -56,6 +59,26 @@ def test_run_log_plot_marks_lr_steps_and_labels_synthetic():
     assert len(steps) == 1 and "0.0005" in steps[0]
     vlines = [ln for ln in ax.lines if np.allclose(ln.get_xdata(), 2.5)]
     assert len(vlines) == 1  # between epochs 2 and 3
+
+
+def test_run_log_plot_draws_the_constants_on_the_validation_axis():
+    # what mean_pose_baseline(run=..., split="val") returns: both constants on the held-out rows
+    held_out = {"metrics": {"pa_mpjpe": 31.0}, "mean_articulation": {"pa_mpjpe": 24.5},
+                "split": "val", "dataset": "freihand"}
+    fig = vt.plot_run_log(RunLog(_records()), data="synthetic", constants=held_out)
+    ax, ax2 = fig.axes
+    flat = {ln.get_label(): ln.get_ydata()[0] for ln in ax2.lines[1:]}
+    assert flat == {"mean-pose constant: 31.0 mm (same rows)": 31.0,
+                    "mean-articulation constant: 24.5 mm (same rows)": 24.5}
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(t.startswith("mean-articulation constant") for t in legend)
+    plain = vt.plot_run_log(RunLog(_records()), constants={"a constant": 12.0})
+    assert plain.axes[1].lines[1].get_ydata()[0] == 12.0
+    assert vt.constant_values(None) == {}
+    with pytest.raises(ValueError, match="no validation"):
+        vt.plot_run_log(_records(val=False), constants=held_out)
+    with pytest.raises(ValueError, match="expected a mapping"):
+        vt.constant_values([31.0])
 
 
 def test_run_log_plot_real_data_without_validation_and_terms():
@@ -92,17 +115,22 @@ def test_log_table_caption_and_cells():
 
 
 # ---------------------------------------------------------------------------- tables
-def test_metrics_table_units_baseline_and_synthetic_caption():
+def test_metrics_table_units_constants_and_synthetic_caption():
     t = vt.metrics_table(_report())
     assert "SYNTHETIC" in t.caption and "official test split" in t.caption
-    assert "7 samples" in t.caption
-    assert t.header == ["metric", "unit", "network", "mean-pose baseline"]
+    assert "7 samples" in t.caption and "constants" in t.caption
+    assert t.header == ["metric", "unit", "network", "mean-pose constant",
+                        "mean-articulation constant"]
     first = [r[0] for r in t.rows[:4]]
     assert first == ["PA-MPJPE", "PA-MPVPE", "F@5 (aligned)", "F@15 (aligned)"]
     pa = t.rows[0]
-    assert pa[1].startswith("mm") and pa[2:] == ["12.50", "25.00"]
+    assert pa[1].startswith("mm") and pa[2:] == ["12.50", "25.00", "18.75"]
     f5 = t.rows[2]
-    assert f5[1].startswith("%") and f5[2:] == ["55.0", "110.0"]
+    assert f5[1].startswith("%") and f5[2:] == ["55.0", "110.0", "82.5"]
+    assert not any("baseline" in h.lower() for h in t.header)
+    # an evaluation without the constants (--no-constants) shows the network alone
+    alone = vt.metrics_table(dict(_report(), baseline=None, baseline_mean_articulation=None))
+    assert alone.header == ["metric", "unit", "network"]
     assert len(t.rows) == len(_report()["metrics"])
     assert any("mm" in n and "%" in n for n in t.notes)
     real = vt.metrics_table(_report(data="real", split="val"), keys=["pa_mpjpe"])
@@ -128,10 +156,13 @@ def test_metrics_table_rejects_unknown_key():
 
 def test_paper_comparison_one_line_per_column():
     t = vt.paper_comparison(_report(), 1, profile="smoke", hardware="a CPU")
-    assert t.header == ["metric", "paper", "ours", "ours - paper"]
+    assert t.header == ["metric", "paper", "ours", "ours - paper", "mean-pose constant",
+                        "mean-articulation constant"]
     assert [r[0] for r in t.rows] == ["PA-MPJPE (mm)", "PA-MPVPE (mm)", "F@5", "F@15"]
     pa = t.rows[0]
     assert pa[1] == f"{paper_value(1, 'HandSSCA (paper)', 'pa_mpjpe'):.2f}" and pa[2] == "12.50"
+    assert pa[4:] == ["25.00", "18.75"]  # the constants on our samples
+    assert t.rows[2][4:] == ["110.0%", "82.5%"]
     assert t.rows[2][2] == "55.0%"  # the aligned F-score goes under the paper's F@5
     assert "SYNTHETIC" in t.caption and "official test split" in t.caption
     dex = vt.paper_comparison(_report(dataset="dexycb", data="real"), 2, profile="p", hardware="h")

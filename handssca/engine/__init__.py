@@ -6,10 +6,11 @@ The chapters contain no training code of their own; they call these functions:
 :func:`train`                      train (or reuse the finished run of the same configuration;
                                    resume an interrupted one) -> :class:`~.trainer.RunSummary`
 :func:`evaluate`                   the dataset's official protocol on a run, ``metrics.json``
-                                   with provenance, the submission file, the mean-pose baseline
+                                   with provenance, the submission file, two constants
 :func:`predict`                    mesh (OBJ, PLY), joints and MANO parameters (JSON) and an
                                    overlay (PNG) for images
-:func:`mean_pose_baseline`         "always predict the training set's mean pose", same protocol
+:func:`mean_pose_baseline`         the two constants that ignore the image (the training rows'
+                                   mean pose; their mean articulation), same protocol
 :func:`load_run`                   a run's network, configuration, log and metrics
 :func:`run_log`                    a run's per-epoch log as a table (:class:`~.runlog.RunLog`)
 :func:`resolve_profile`            a profile (smoke, quick, paper), as the CLI resolves it

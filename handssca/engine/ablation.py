@@ -1,15 +1,16 @@
 """The ablations of Tables 4-6: the same training, once per attention variant and seed.
 
-Section 4.4 of the paper compares the FPN baseline (``none``), + self-attention, + SSA (spatial
-scans only) and + SSCA on each dataset. :func:`train_variants` trains (or reuses) one run per
-(variant, seed) through :func:`~.trainer.train`, all on the *same* data: without a data root, the
-synthetic data of the first seed, so that seeds vary the initialisation, the validation split
-and the shuffling, not the images. Chapters 08 (the tables), 10 (receptive fields) and 11
-(attention maps) call it with the same arguments and so share the runs: whichever runs first
-trains, the others reuse the finished runs.
+Section 4.4 of the paper compares its "Baseline" (``none``: the FPN without attention),
++ self-attention, + SSA (spatial scans only) and + SSCA on each dataset. :func:`train_variants`
+trains (or reuses) one run per (variant, seed) through :func:`~.trainer.train`, all on the
+*same* data: without a data root, the synthetic data of the first seed, so that seeds vary the
+initialisation, the validation split and the shuffling, not the images. Chapters 08 (the
+tables), 10 (receptive fields) and 11 (attention maps) call it with the same arguments and so
+share the runs: whichever runs first trains, the others reuse the finished runs.
 
 :func:`evaluate_variants` scores every run with the dataset's protocol and gathers
-{variant: {metric: [one value per seed]}}, the form :func:`handssca.report.compare_table` takes.
+{variant: {metric: [one value per seed]}}, the form :func:`handssca.report.compare_table` takes,
+and the same for the two constants scored on the same samples.
 """
 from __future__ import annotations
 
@@ -113,13 +114,16 @@ def evaluate_variants(runs: Dict[Tuple[str, int], RunSummary], split: Optional[s
 
     Returns:
         {"metrics": {variant: {metric: [value per seed]}}, "baseline": {variant: {metric:
-        [value per seed]}} (the mean-pose baseline on the same samples), "split": the split
-        used, "data": "real" or "synthetic", "reports": {(variant, seed): metrics.json dict}}.
+        [value per seed]}} (the mean-pose constant on the same samples: the key keeps the name
+        of ``metrics.json``), "baseline_mean_articulation": the same for the mean-articulation
+        constant, "split": the split used, "data": "real" or "synthetic", "reports":
+        {(variant, seed): metrics.json dict}}.
     """
     from .evaluation import evaluate, test_split_has_ground_truth
     from .trainer import read_run
 
-    out = {"metrics": {}, "baseline": {}, "reports": {}, "split": split, "data": None}
+    out = {"metrics": {}, "baseline": {}, "baseline_mean_articulation": {}, "reports": {},
+           "split": split, "data": None}
     for (v, s), summary in runs.items():
         which = split
         if which is None:
@@ -138,7 +142,9 @@ def evaluate_variants(runs: Dict[Tuple[str, int], RunSummary], split: Optional[s
         out["data"] = rep["data"]
         out["reports"][(v, s)] = rep
         for key, target in (("metrics", rep["metrics"]),
-                            ("baseline", (rep.get("baseline") or {}).get("metrics"))):
+                            ("baseline", (rep.get("baseline") or {}).get("metrics")),
+                            ("baseline_mean_articulation",
+                             (rep.get("baseline_mean_articulation") or {}).get("metrics"))):
             for m, val in (target or {}).items():
                 if isinstance(val, (int, float)):
                     out[key].setdefault(v, {}).setdefault(m, []).append(float(val))

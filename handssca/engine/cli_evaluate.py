@@ -1,6 +1,7 @@
 """``python -m handssca evaluate``: a trained run on a dataset's test split, official protocol.
 
-Writes ``metrics.json`` (every metric, the mean-pose baseline, provenance) and the official
+Writes ``metrics.json`` (every metric, the two constants that ignore the image: the mean pose and
+the mean articulation, provenance) and the official
 submission file into ``<run>/eval/<dataset>-<split>-<which>/`` (or ``--out``).
 """
 from __future__ import annotations
@@ -27,7 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output folder")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32, help="evaluation batch size")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the mean-pose baseline")
+    parser.add_argument("--no-constants", "--no-baseline", dest="no_constants",
+                        action="store_true",
+                        help="skip the two constants (the mean-pose and the mean-articulation "
+                             "hand, which ignore the image) scored beside the network")
 
 
 def _fmt(metrics: dict) -> str:
@@ -37,7 +41,7 @@ def _fmt(metrics: dict) -> str:
 
 def run(args) -> int:
     """Evaluate; print the main numbers. Returns the exit status."""
-    from .evaluation import evaluate
+    from .evaluation import constants_line, evaluate
 
     if args.batch_size < 1:
         print(f"error: --batch-size must be at least 1, got {args.batch_size}", file=sys.stderr)
@@ -45,15 +49,18 @@ def run(args) -> int:
     try:
         rep = evaluate(args.checkpoint, args.dataset, args.data_root, split=args.split,
                        out=args.out, which=args.which, device=args.device,
-                       batch_size=args.batch_size, baseline=not args.no_baseline)
+                       batch_size=args.batch_size, baseline=not args.no_constants)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{rep['dataset']} {rep['split']} ({rep['data']} data, {rep['n_samples']} samples)")
     if rep["metrics"] is not None:
         print(f"  model:     {_fmt(rep['metrics'])}  (mm; F-scores as fractions)")
-        if rep.get("baseline") and rep["baseline"]["metrics"]:
-            print(f"  mean pose: {_fmt(rep['baseline']['metrics'])}")
+        for key, label in (("baseline", "mean-pose constant"),
+                           ("baseline_mean_articulation", "mean-articulation constant")):
+            if (rep.get(key) or {}).get("metrics"):
+                print(f"  {label}: {_fmt(rep[key]['metrics'])}")
+        print(f"  {constants_line(rep)}")
     else:
         print(f"  {rep['note']}")
     print(f"wrote {rep['out']}/metrics.json" + (f" and {rep['submission']}" if rep["submission"] else ""))

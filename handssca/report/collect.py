@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
-from .paper import COLUMN_LABELS, paper_table, table_columns
+from .paper import VARIANT_LABELS, paper_table, table_columns
 from .results import load_result
-from .tables import Table, compare_table, format_value, paper_cells
-from .spread import column_unit
+from .tables import CONSTANT_KEYS, Table, compare_table
+from .verdict import Verdict, constants_of, verdict
 
 #: the dataset of each of the paper's tables
 TABLE_DATASETS = {1: "freihand", 2: "dexycb", 3: "ho3d", 4: "freihand", 5: "dexycb", 6: "ho3d"}
@@ -58,8 +58,10 @@ class TableResult:
         data: "synthetic", "real", or "n/a" without a file.
         profile, hardware, commit, time_utc: the file's provenance ("n/a" without a file).
         seeds: the seeds the file's numbers come from.
-        baseline: {metric key: value or [value per seed]} of the mean-pose baseline on the same
-            samples, when the file has one.
+        baseline: {metric key: value or [value per seed]} of the mean-pose constant on the same
+            samples, when the file has one (the file's key ``baseline``).
+        constants: {"mean_pose": cells or None, "mean_articulation": cells or None}: both
+            constants on the same samples, as far as the file has them.
         split: the split the numbers were measured on, when the file says.
         dropped_rows: rows of the file that the paper's table does not have (not shown).
     """
@@ -74,6 +76,7 @@ class TableResult:
     time_utc: str = "n/a"
     seeds: List[int] = field(default_factory=list)
     baseline: Optional[Dict[str, object]] = None
+    constants: Dict[str, Optional[Dict[str, object]]] = field(default_factory=dict)
     split: Optional[str] = None
     dropped_rows: List[str] = field(default_factory=list)
 
@@ -164,6 +167,7 @@ def table_result(table: int, payload: Optional[Mapping] = None, path=None) -> Ta
     res.time_utc = str(prov.get("time_utc", "unknown"))
     res.seeds = [int(s) for s in (payload.get("seeds") or [])]
     res.baseline = payload.get("baseline") or None
+    res.constants = {k: payload.get(key) or None for k, key in CONSTANT_KEYS.items()}
     res.split = payload.get("split")
     return res
 
@@ -244,25 +248,6 @@ def _merge(ours: Mapping[str, Mapping], extra: Mapping[str, Mapping]) -> Dict[st
     return out
 
 
-def baseline_note(baseline: Mapping[str, object], columns: Iterable[str]) -> str:
-    """One line giving the mean-pose baseline's value in each of ``columns`` that it has."""
-    cells = paper_cells(baseline)
-    parts = []
-    for c in columns:
-        vals = cells.get(c)
-        if vals is None:
-            continue
-        vals = [float(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
-        if not vals:
-            continue
-        unit = column_unit(c)
-        scale = 100.0 if unit == "%" else 1.0
-        mean = scale * sum(vals) / len(vals)
-        parts.append(f"{COLUMN_LABELS.get(c, c)} {format_value(mean, unit)}")
-    return ("Mean-pose baseline on the same samples, for scale: " + ", ".join(parts) + "."
-            if parts else "")
-
-
 def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str, int]]] = None
                   ) -> Table:
     """The paper's table beside a :class:`TableResult` (and our #Params cells).
@@ -272,22 +257,19 @@ def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str
         params: "ours" cells of the #Params column, from :func:`table_parameters` (optional).
 
     Returns:
-        :func:`~.tables.compare_table`'s table, with notes naming the result file, its commit
-        and time, the split, the mean-pose baseline and any row left out.
+        :func:`~.tables.compare_table`'s table, the constants of the file as rows after the
+        paper's, with notes naming the result file, its commit and time, the split and any row
+        left out.
     """
     ours = _merge(result.ours, params or {})
     table = compare_table(result.table, ours, data=result.data if result.found else "n/a",
-                          profile=result.profile, hardware=result.hardware)
+                          profile=result.profile, hardware=result.hardware,
+                          constants=result.constants if result.ours else None)
     if result.found:
         seeds = ", ".join(str(s) for s in result.seeds) or "not recorded"
         table.notes.append(f"Source: {result.file} (commit {result.commit}, {result.time_utc}; "
                            f"seeds {seeds}" + (f"; split '{result.split}'" if result.split else "")
                            + ").")
-        if result.baseline:
-            line = baseline_note(result.baseline, [c for c in table_columns(result.table)
-                                                   if c != "params"])
-            if line:
-                table.notes.append(line)
         if result.dropped_rows:
             table.notes.append(f"Rows of the file that this table does not print: "
                                f"{', '.join(result.dropped_rows)}.")
@@ -310,9 +292,9 @@ def evaluation_table(metrics) -> Table:
             its content.
 
     Returns:
-        :func:`~.tables.compare_table`'s table, our numbers under "HandSSCA (paper)", with notes
-        naming the split, the samples, the weights (imported file or trained run) and the
-        mean-pose baseline.
+        :func:`~.tables.compare_table`'s table, our numbers under "HandSSCA (paper)" and the
+        two constants scored on the same samples as rows after the paper's, with notes naming
+        the split, the samples and the weights (imported file or trained run).
 
     Raises:
         ValueError: not an evaluation's metrics.json, or a split without ground truth (scored
@@ -336,17 +318,34 @@ def evaluation_table(metrics) -> Table:
     prov = metrics.get("provenance") or {}
     table = compare_table(tables[metrics["dataset"]], {HANDSSCA_ROW: metrics["metrics"]},
                           data=metrics["data"], profile=str(prov.get("profile")),
-                          hardware=hardware_label(prov))
+                          hardware=hardware_label(prov), constants=constants_of(metrics))
     model = metrics.get("model") or {}
     weights = (f"imported weights {model['imported'].get('file')}" if model.get("imported")
                else f"run {(metrics.get('checkpoint') or {}).get('run')}")
     table.notes.append(f"Source: {weights}, {metrics.get('split')} split, "
                        f"{metrics.get('n_samples')} samples (commit {prov.get('commit')}).")
-    base = (metrics.get("baseline") or {}).get("metrics")
-    if base:
-        line = baseline_note(base, [c for c in table_columns(tables[metrics["dataset"]])
-                                    if c != "params"])
-        if line:
-            table.notes.append(line)
     return table
 
+
+
+def table_verdicts(result: TableResult, metric: str = "pa_mpjpe") -> List[Verdict]:
+    """Each network of a table's result file against the better of the constants the file
+    holds (:func:`~.verdict.verdict`): HandSSCA's row of Tables 1-3, each variant of Tables
+    4-6.
+
+    Returns:
+        one verdict per row the file holds; a missing file gives one "not run" verdict, a file
+        without metrics (a split without ground truth) one "no_ground_truth" verdict.
+    """
+    name = f"Table {result.table}"
+    if not result.found:
+        return [verdict(None, label=f"{name} ({result.file})")]
+    if not result.ours:
+        return [verdict({"metrics": None, "split": result.split, "data": result.data},
+                        label=f"{name} ({result.file})")]
+    out = []
+    for row, cells in result.ours.items():
+        label = f"{name}, {'HandSSCA' if row == HANDSSCA_ROW else VARIANT_LABELS.get(row, row)}"
+        out.append(verdict(cells, result.constants, label=label, metric=metric,
+                           data=result.data, split=result.split))
+    return out

@@ -27,9 +27,11 @@ COLUMN_LABELS = {
     "f15": "F@15",
 }
 
-#: the paper's label of each attention variant in Tables 4-6
+#: the paper's label of each attention variant in Tables 4-6; "Baseline" is the paper's name of
+#: the FPN without attention (H = F), the one thing this project calls a baseline: the hands
+#: that ignore the image are "constants" (:mod:`.verdict`)
 VARIANT_LABELS = {
-    "none": "Baseline",
+    "none": "Baseline (FPN only)",
     "self_attention": "Baseline+Self-Attention",
     "ssa": "Baseline+SSA",
     "ssca": "Baseline+SSCA",

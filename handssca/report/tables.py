@@ -30,6 +30,21 @@ OURS_DATA = ("synthetic", "real", "n/a")
 PAPER_METRIC_KEYS = {"f5": "f5_aligned", "f15": "f15_aligned"}
 
 
+#: the constants that ignore the image, in the order the tables show them: key -> label
+CONSTANT_LABELS = {"mean_pose": "mean-pose constant",
+                   "mean_articulation": "mean-articulation constant"}
+#: the key of each constant in ``metrics.json`` and in the result files (their first names,
+#: kept so that every reader of those files still reads them)
+CONSTANT_KEYS = {"mean_pose": "baseline", "mean_articulation": "baseline_mean_articulation"}
+#: what the constants' rows are, for the notes of every table that shows them
+CONSTANTS_NOTE = ("Constants (no image used): every sample predicted as one hand computed from "
+                  "the run's training rows, scored with the same protocol on the same samples: "
+                  "the mean-pose constant (the mean of their root-relative joints and vertices) "
+                  "and the mean-articulation constant (the MANO hand of their mean articulation "
+                  "and shape, no global rotation, which a Procrustes fit supplies). Each row's "
+                  "numbers say which of the two is the stronger here.")
+
+
 @dataclass
 class Table:
     """A rendered table: header, rows of strings, caption and notes; shows itself as HTML in a
@@ -108,7 +123,9 @@ def _ours(values, unit: str):
 
 def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data: str,
                   profile: str, hardware: str, columns: Optional[Sequence[str]] = None,
-                  ours_label: str = "ours") -> Table:
+                  ours_label: str = "ours",
+                  constants: Optional[Mapping[str, Optional[Mapping[str, object]]]] = None
+                  ) -> Table:
     """The paper's Table ``table`` beside our measurements.
 
     Args:
@@ -123,11 +140,15 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
         data: what produced the measured cells: ``"synthetic"``, ``"real"`` or ``"n/a"`` (no
             data: only parameter counts, or nothing run); profile, hardware: what produced them.
         columns: the metric columns to show (default: all of the paper's).
+        constants: {"mean_pose": cells or None, "mean_articulation": cells or None}: the
+            constants scored on the same samples as ours (:data:`CONSTANT_LABELS`), each a row
+            after the paper's, with no paper value and no difference.
 
     Returns:
         A :class:`Table` with, per column, the paper's value, ours (mean ± std over seeds) and
-        the difference ours - paper; "not run" where we have no value. The caption names the
-        data kind (SYNTHETIC data / real data / nothing run).
+        the difference ours - paper; "not run" where we have no value; then one row per
+        constant given. The caption names the data kind (SYNTHETIC data / real data / nothing
+        run).
     """
     if data not in OURS_DATA:
         raise ValueError(f"data must be 'synthetic', 'real' or 'n/a', got {data!r}")
@@ -169,6 +190,7 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
             r.append("" if pv is None else
                      (f"{mean - pv:+.1f} pt" if unit == "%" else f"{mean - pv:+.2f}"))
         rows.append(r)
+    rows += _constant_rows(constants, cols, units)
     name = next(n.caption for cells in paper.values() for n in cells.values())
     kind = {"synthetic": "SYNTHETIC data", "real": "real data",
             "n/a": "nothing run" + (", #Params counted" if counted else "")}[data]
@@ -189,7 +211,31 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
                      "data and profile.")
     notes.append("'paper': the numbers printed in the paper (Jiao et al.). Other methods are "
                  "quoted, not reproduced: their 'ours' cells say 'not run'.")
+    if any((constants or {}).values()):
+        notes.append(CONSTANTS_NOTE)
     if data == "synthetic":
         notes.append("Numbers on synthetic data check the code paths and show trends; they are "
                      "not comparable with the paper's numbers on the real dataset.")
     return Table(header, rows, caption, notes)
+
+
+def _constant_rows(constants, cols: Sequence[str], units: Mapping[str, str]) -> List[List[str]]:
+    """One row per constant given: per column an empty paper cell, our value (mean ± std over
+    seeds) and an empty difference (the paper scores no constant)."""
+    consts = dict(constants or {})
+    unknown = set(consts) - set(CONSTANT_LABELS)
+    if unknown:
+        raise ValueError(f"constants: unknown keys {sorted(unknown)}; expected "
+                         f"{list(CONSTANT_LABELS)}")
+    rows = []
+    for key, label in CONSTANT_LABELS.items():
+        if not consts.get(key):
+            continue
+        cells = paper_cells(consts[key])
+        r = [f"{label} (ours)"]
+        for c in cols:
+            o = None if c == "params" else _ours(cells.get(c), units[c])
+            r += ["", "" if o is None else format_value(o[0], units[c]) + (
+                f" ± {format_value(o[1], units[c])}" if o[1] is not None else ""), ""]
+        rows.append(r)
+    return rows

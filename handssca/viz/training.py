@@ -1,6 +1,7 @@
 """Figures and tables of the training chapters (FreiHAND, DexYCB, HO-3D): the run log, a gallery
-of predictions, the evaluation beside the mean-pose baseline, and the box that says which data
-a page was built on.
+of predictions, the evaluation beside the two constants that ignore the image (the mean-pose
+and the mean-articulation hand, :mod:`handssca.report.verdict`), and the box that says which
+data a page was built on.
 
 Glossary (the paper's Section 4 and the data spec, section 4):
 
@@ -29,7 +30,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from handssca.report.tables import Table
+from handssca.report.tables import CONSTANT_LABELS, CONSTANTS_NOTE, Table
+from handssca.report.verdict import constants_of
 
 #: metric key -> (label, unit); unit "mm" (errors) or "%" (fractions in [0, 1], shown x 100)
 METRIC_LABELS = {
@@ -108,6 +110,27 @@ def _as_log(log_or_run):
                      f"list of epoch records, got {type(log_or_run).__name__}")
 
 
+def constant_values(constants: Optional[Mapping[str, Any]], metric: str = "pa_mpjpe"
+                    ) -> Dict[str, float]:
+    """{constant's label: value of ``metric``} (mean over seeds) from {label: value}, an
+    evaluation report, a result file or :func:`handssca.engine.mean_pose_baseline`'s result;
+    {} for None. Raises ValueError for anything else."""
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise ValueError(f"constants: expected a mapping ({{label: mm}}, an evaluation report or "
+                         f"mean_pose_baseline's result), got {type(constants).__name__}")
+    if constants and all(isinstance(v, (int, float)) for v in constants.values()):
+        return {str(k): float(v) for k, v in constants.items()}
+    out = {}
+    for key, cells in constants_of(constants).items():
+        vals = (cells or {}).get(metric)
+        vals = vals if isinstance(vals, (list, tuple)) else [] if vals is None else [vals]
+        if vals:
+            out[CONSTANT_LABELS[key]] = float(np.mean(vals))
+    return out
+
+
 def lr_steps(log) -> list:
     """The epochs whose learning rate differs from the previous epoch's, as
     [(epoch, old lr, new lr)]: where the step schedule of Section 4.1 annealed it."""
@@ -117,12 +140,13 @@ def lr_steps(log) -> list:
 
 
 def plot_run_log(log_or_run, ax=None, title: Optional[str] = None, data: Optional[str] = None,
-                 terms: bool = False):
+                 terms: bool = False, constants: Optional[Mapping[str, Any]] = None):
     """Training loss (Eq. 4) and validation PA-MPJPE per epoch, learning-rate steps marked.
 
     The loss is drawn on a log scale (left axis), the validation PA-MPJPE of the run's held-out
-    training rows in mm on the right axis (when the run has validation rows); a dotted vertical
-    line marks each epoch whose learning rate the step schedule lowered.
+    training rows in mm on the right axis (when the run has validation rows), with the
+    constants' PA-MPJPE on the same rows as horizontal lines; a dotted vertical line marks each
+    epoch whose learning rate the step schedule lowered.
 
     Args:
         log_or_run: a :class:`handssca.engine.RunLog`, a loaded :class:`handssca.engine.Run`, a
@@ -133,12 +157,17 @@ def plot_run_log(log_or_run, ax=None, title: Optional[str] = None, data: Optiona
             front whenever the run's data was synthetic.
         data: "synthetic" or "real" (default: read from the run; needed for a bare RunLog).
         terms: also draw the five terms of Eq. 4 (thin lines).
+        constants: the constants on the run's held-out rows: what
+            :func:`handssca.engine.mean_pose_baseline` returns for ``split="val"`` (or an
+            evaluation of split "val"), or {label: PA-MPJPE in mm}; drawn as horizontal lines
+            on the validation axis.
 
     Returns:
         the matplotlib Figure.
 
     Raises:
-        ValueError: an empty log, or records lacking "epoch", "lr" or "loss".
+        ValueError: an empty log, records lacking "epoch", "lr" or "loss", or constants given
+            for a run without validation rows.
     """
     import matplotlib.pyplot as plt
 
@@ -171,13 +200,10 @@ def plot_run_log(log_or_run, ax=None, title: Optional[str] = None, data: Optiona
     ax.set_xticks(epochs)
     handles, labels = ax.get_legend_handles_labels()
     if "val_pa_mpjpe" in log.columns:
-        val = np.asarray([np.nan if v is None else v for v in log.column("val_pa_mpjpe")], float)
-        ax2 = ax.twinx()
-        line, = ax2.plot(epochs, val, "s--", color="#e6194b",
-                         label="validation PA-MPJPE (mm, held-out rows)")
-        ax2.set_ylabel("validation PA-MPJPE (mm)")
-        handles.append(line)
-        labels.append(line.get_label())
+        _draw_validation(ax, log, epochs, constants, handles, labels)
+    elif constants is not None:
+        raise ValueError("plot_run_log: constants were given, but the log has no validation "
+                         "PA-MPJPE (the run held out no rows) to set them beside")
     for epoch, old, new in lr_steps(log):  # the schedule acts between two epochs
         ax.axvline(epoch - 0.5, color="grey", ls=":", lw=1)
         ax.text(epoch - 0.5, 1.0, f"lr {old:.2g}\u2192{new:.2g}", rotation=90, va="top",
@@ -189,6 +215,23 @@ def plot_run_log(log_or_run, ax=None, title: Optional[str] = None, data: Optiona
     ax.set_title(_synthetic_label(data) + text, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _draw_validation(ax, log, epochs, constants, handles: list, labels: list) -> None:
+    """The validation PA-MPJPE per epoch on a twin axis of ``ax``, and the constants' values
+    on the same rows as horizontal lines; appends their legend entries."""
+    val = np.asarray([np.nan if v is None else v for v in log.column("val_pa_mpjpe")], float)
+    ax2 = ax.twinx()
+    line, = ax2.plot(epochs, val, "s--", color="#e6194b",
+                     label="validation PA-MPJPE (mm, held-out rows)")
+    ax2.set_ylabel("validation PA-MPJPE (mm)")
+    handles.append(line)
+    labels.append(line.get_label())
+    for (label, value), style in zip(constant_values(constants).items(), ("--", ":")):
+        ref = ax2.axhline(value, ls=style, color="black", lw=1,
+                          label=f"{label}: {value:.1f} mm (same rows)")
+        handles.append(ref)
+        labels.append(ref.get_label())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -473,12 +516,14 @@ def metric_keys(dataset: str, metrics: Mapping[str, Any]) -> list:
 
 
 def metrics_table(report: Mapping[str, Any], keys: Optional[Sequence[str]] = None) -> Table:
-    """The evaluation's metrics beside the mean-pose baseline's (and the mean-articulation
-    baseline's, when the report has it), on the same samples with the same protocol.
+    """The evaluation's metrics beside the two constants' (the mean-pose and the
+    mean-articulation constant, those the report has), on the same samples with the same
+    protocol.
 
     Args:
         report: what :func:`handssca.engine.evaluate` returns (or its ``metrics.json``): needs
-            "dataset", "split", "data", "metrics" and "baseline".
+            "dataset", "split", "data" and "metrics"; the constants are read from "baseline"
+            and "baseline_mean_articulation".
         keys: the metric keys to show (default: every key, the dataset's main ones first).
 
     Returns:
@@ -496,8 +541,8 @@ def metrics_table(report: Mapping[str, Any], keys: Optional[Sequence[str]] = Non
     missing = [k for k in ("dataset", "split", "data", "metrics") if k not in report]
     if missing:
         raise ValueError(f"metrics_table: the report lacks {missing}; expected the dict "
-                         f"handssca.engine.evaluate returns (dataset, split, data, metrics, "
-                         f"baseline)")
+                         f"handssca.engine.evaluate returns (dataset, split, data, metrics and "
+                         f"the constants)")
     _check_data(report["data"], "metrics_table: report['data']")
     if report["data"] is None:
         raise ValueError("metrics_table: report['data'] must say 'synthetic' or 'real'")
@@ -513,11 +558,7 @@ def metrics_table(report: Mapping[str, Any], keys: Optional[Sequence[str]] = Non
         raise ValueError(f"metrics_table: the report holds no metric {unknown[0]!r}; it holds "
                          f"{list(metrics)}")
     columns = [("network", metrics)]
-    for field, label in (("baseline", "mean-pose baseline"),
-                         ("baseline_mean_articulation", "mean-articulation baseline")):
-        b = (report.get(field) or {}).get("metrics")
-        if b:
-            columns.append((label, b))
+    columns += [(CONSTANT_LABELS[k], m) for k, m in constants_of(report).items() if m]
     header = ["metric", "unit"] + [label for label, _ in columns]
     rows = []
     for k in keys:
@@ -529,17 +570,14 @@ def metrics_table(report: Mapping[str, Any], keys: Optional[Sequence[str]] = Non
     where = SPLIT_NAMES.get(report["split"], report["split"])
     count = f", {n} sample{'s' if n != 1 else ''}" if n is not None else ""
     caption = (f"{_synthetic_label(report['data'])}{name}, {where}{count}: the network vs "
-               f"constant baselines")
+               f"the constants")
     notes = []
     if report.get("protocol"):
         notes.append(f"Protocol: {report['protocol']}.")
     notes.append("Units: errors in mm (\u2193 lower is better); AUCs and F-scores in % "
                  "(\u2191 higher is better; the package stores fractions).")
     if len(columns) > 1:
-        notes.append("Baselines: every sample predicted as one constant hand computed from the "
-                     "rows the network trained on (the mean of their root-relative joints and "
-                     "vertices; the hand of their mean articulation and shape), scored with the "
-                     "same protocol.")
+        notes.append(CONSTANTS_NOTE)
     if report["data"] == "synthetic":
         notes.append("SYNTHETIC data: these numbers check the pipeline and compare methods on "
                      "the same data; they are not comparable with numbers on the real dataset.")
@@ -590,7 +628,8 @@ def log_table(log_or_run, columns: Optional[Sequence[str]] = None, title: Option
 def paper_comparison(report: Mapping[str, Any], table: int, *, profile: str,
                      hardware: str) -> Table:
     """Our evaluation beside the paper's HandSSCA row of Table ``table`` (1 FreiHAND, 2 DexYCB,
-    3 HO-3D), one line per metric column: the paper's value, ours and ours - paper.
+    3 HO-3D), one line per metric column: the paper's value, ours, ours - paper and the two
+    constants on our samples.
 
     Built with :func:`handssca.report.compare_table` (the paper's numbers come from
     ``handssca.report`` only; our aligned F-scores go under the paper's F@5/F@15). The #Params
@@ -601,8 +640,9 @@ def paper_comparison(report: Mapping[str, Any], table: int, *, profile: str,
         table: 1, 2 or 3. profile, hardware: what produced our numbers (for the notes).
 
     Returns:
-        a :class:`handssca.report.Table`; its caption says SYNTHETIC data for synthetic data and
-        names the split our numbers are on.
+        a :class:`handssca.report.Table`, with a column per constant the report holds (scored
+        on our samples, not the paper's); its caption says SYNTHETIC data for synthetic data
+        and names the split our numbers are on.
 
     Raises:
         ValueError: ``table`` not 1-3, or a report without metrics.
@@ -617,16 +657,23 @@ def paper_comparison(report: Mapping[str, Any], table: int, *, profile: str,
                          "handssca.engine.evaluate returns, on a split with ground truth)")
     row = "HandSSCA (paper)"
     cols = [c for c in table_columns(table) if c != "params"]
+    consts = constants_of(report)
     full = compare_table(table, {row: paper_cells(report["metrics"])}, data=report["data"],
-                         profile=profile, hardware=hardware, columns=cols)
+                         profile=profile, hardware=hardware, columns=cols, constants=consts)
     ours = next(r for r in full.rows if r[0] == row)
-    rows = [[COLUMN_LABELS.get(c, c)] + ours[1 + 3 * i: 4 + 3 * i] for i, c in enumerate(cols)]
+    # the constants' rows of compare_table, turned into columns: their value is the middle cell
+    extra = [r for r in full.rows if r[0].endswith("constant (ours)")]
+    rows = [[COLUMN_LABELS.get(c, c)] + ours[1 + 3 * i: 4 + 3 * i]
+            + [r[2 + 3 * i] or "-" for r in extra] for i, c in enumerate(cols)]
     where = SPLIT_NAMES.get(report.get("split"), report.get("split"))
     n = report.get("n_samples")
-    caption = full.caption + f"; ours on the {where}" + (f", {n} samples" if n else "")
-    return Table(["metric", "paper", "ours", "ours - paper"], rows, caption, full.notes)
+    caption = full.caption + f"; ours on the {where}" + (
+        f", {n} sample{'s' if n != 1 else ''}" if n else "")
+    header = ["metric", "paper", "ours", "ours - paper"] + [r[0].replace(" (ours)", "")
+                                                              for r in extra]
+    return Table(header, rows, caption, full.notes)
 
 
 __all__ = ["plot_run_log", "lr_steps", "show_predictions", "split_dataset", "predict_samples",
            "per_sample_errors", "data_notice", "metrics_table", "metric_keys", "log_table",
-           "paper_comparison", "METRIC_LABELS", "MAIN_KEYS"]
+           "paper_comparison", "constant_values", "METRIC_LABELS", "MAIN_KEYS"]
