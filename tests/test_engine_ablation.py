@@ -70,3 +70,19 @@ def test_ho3d_sequence_plan(n, fps, expect):
     assert sum(train) + sum(evaluation) == n
     with pytest.raises(ValueError, match="frames_per_sequence"):
         sequence_plan(n, 0)
+
+
+def test_runs_trained_in_parallel_processes_equal_sequential_ones(runs, home, tmp_path):
+    """jobs=2 trains each run in a process of its own; on the CPU each run is still a function of
+    its configuration alone, so it equals the run trained in this process."""
+    parallel = train_variants("ho3d", ["none", "ssca"], seeds=[2], data_seed=0, profile="smoke",
+                              overrides={"epochs": 1}, verbose=False, jobs=2)
+    assert [parallel[k]["reused"] for k in parallel] == [False, False]
+    alone = train_variants("ho3d", ["ssca"], seeds=[2], data_seed=0, profile="smoke",
+                           overrides={"epochs": 1}, verbose=False, jobs=1,
+                           out=tmp_path / "alone")
+    assert alone[("ssca", 2)].path != parallel[("ssca", 2)].path
+    assert alone[("ssca", 2)]["final"]["loss"] == parallel[("ssca", 2)]["final"]["loss"]
+    with pytest.raises(ValueError, match="callback"):
+        train_variants("ho3d", ["none", "ssca"], seeds=[2], data_seed=0, profile="smoke",
+                       overrides={"epochs": 1}, jobs=2, callback=print)

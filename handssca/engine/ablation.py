@@ -15,6 +15,7 @@ and the same for the two constants scored on the same samples.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
@@ -82,6 +83,10 @@ def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
     if "callback" in train_kwargs:
         raise ValueError("train_variants: a callback cannot reach runs in other processes; "
                          "use jobs=1 with a callback")
+    # one share of the cores per run (a runtime setting: the runs' configurations, and so their
+    # reuse by other chapters, do not change)
+    threads = max(1, (os.cpu_count() or 1) // int(jobs))
+    train_kwargs["overrides"] = dict(train_kwargs.get("overrides") or {}, cpu_threads=threads)
     # spawn, not fork: a forked child would inherit this process's OpenMP thread pool
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(int(jobs), len(keys)), mp_context=ctx) as pool:
