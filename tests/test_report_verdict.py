@@ -70,8 +70,23 @@ def test_seeds_must_all_beat_the_constant():
     assert worse.text.endswith("does not beat the constant (1 of 2 seeds below it)")
     assert "mean of 2 seeds" in worse.text
     # one constant value for several seeds: every seed against it
-    single = verdict({"pa_mpjpe": [10.0, 10.8]}, {"mean_articulation": {"pa_mpjpe": 10.5}})
+    single = verdict({"pa_mpjpe": [9.0, 10.8]}, {"mean_articulation": {"pa_mpjpe": 10.5}})
     assert single.status == "mixed" and single.below == 1
+
+
+def test_a_network_within_the_margin_of_the_constant_is_not_credited():
+    from handssca.report.verdict import MARGIN
+
+    const = {"mean_articulation": {"pa_mpjpe": 13.70}}
+    par = verdict({"pa_mpjpe": 13.65}, const, label="SSCA network")
+    assert par.status == "par" and not par.beats and par.below == 0
+    assert par.text.endswith(f"no better than the constant (within {MARGIN:.0%}; learnt no more "
+                             f"than a constant hand)")
+    edge = verdict({"pa_mpjpe": 13.70 * (1 - MARGIN) - 1e-6}, const)
+    assert edge.status == "beats"
+    assert verdict({"pa_mpjpe": 13.71}, const).status == "does_not_beat"
+    # two seeds just below the constant: on a par, not "mixed"
+    assert verdict({"pa_mpjpe": [13.5, 13.6]}, const).status == "par"
 
 
 def test_higher_is_better_for_f_scores():

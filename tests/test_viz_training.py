@@ -48,6 +48,8 @@ def teardown_function():
 def test_run_log_plot_marks_lr_steps_and_labels_synthetic():
     log = RunLog(_records())
     assert vt.lr_steps(log) == [(3, 1e-3, 5e-4)]
+    warm = RunLog(_records(lrs=(2e-5, 7e-4, 1e-3, 3e-4)))
+    assert vt.lr_steps(warm) == [(4, 1e-3, 3e-4)]  # a warm-up's rises are not steps
     fig = vt.plot_run_log(log, data="synthetic")
     ax, ax2 = fig.axes  # loss and, on a twin axis, the validation error
     assert ax.get_title().startswith("SYNTHETIC data: ")

@@ -132,11 +132,13 @@ def constant_values(constants: Optional[Mapping[str, Any]], metric: str = "pa_mp
 
 
 def lr_steps(log) -> list:
-    """The epochs whose learning rate differs from the previous epoch's, as
-    [(epoch, old lr, new lr)]: where the step schedule of Section 4.1 annealed it."""
+    """The epochs whose learning rate is lower than the previous epoch's, as
+    [(epoch, old lr, new lr)]: where the step schedule of Section 4.1 annealed it. The rises of
+    a warm-up (the rate recorded at an epoch's start climbs during the first steps) are not
+    steps of the schedule and are left out."""
     lrs, epochs = log.column("lr"), log.column("epoch")
     return [(int(epochs[i]), float(lrs[i - 1]), float(lrs[i])) for i in range(1, len(lrs))
-            if lrs[i] is not None and lrs[i - 1] is not None and lrs[i] != lrs[i - 1]]
+            if lrs[i] is not None and lrs[i - 1] is not None and lrs[i] < lrs[i - 1]]
 
 
 def plot_run_log(log_or_run, ax=None, title: Optional[str] = None, data: Optional[str] = None,
