@@ -1,7 +1,8 @@
 """Small shared utilities: atomic writes, progress bars, provenance, project paths.
 
 Everything the user has is written atomically (a temporary file in the same folder, then
-``os.replace``), so a killed run never leaves a half-written checkpoint, result or dataset file.
+``os.replace``), so a killed run never leaves a half-written checkpoint, result or dataset file;
+the files get the permissions an ordinary write gives (the umask's), not a temporary file's 0600.
 """
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import contextlib
 import json
 import os
 import platform
+import secrets
+import stat
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -21,18 +23,47 @@ NONINTERACTIVE_ENV = "HANDSSCA_NONINTERACTIVE"
 
 
 # ----------------------------------------------------------------------------- atomic writes
+def _new_temp_file(path: Path, suffix: str) -> Path:
+    """Create a new, empty file with a random name beside ``path`` and return its path.
+
+    It is opened with mode 0o666 and ``O_EXCL``, so the operating system applies the umask (and
+    a folder's default ACL) exactly as it does for an ordinary ``open(path, "w")``; the renamed
+    file then has the mode an ordinary write would give it (``tempfile.mkstemp`` would create it
+    0600, and ``os.replace`` keeps that). Reading the umask instead (``os.umask`` sets it to
+    read it) would change it for every thread of the process for a moment. ``O_EXCL`` never
+    follows a link planted under the name, and a name taken is simply drawn again.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}{suffix}")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}: 100 random names "
+                          f"were all taken; remove the .{path.name}.* files there")
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix: str = ".tmp"):
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
+    The temporary file exists (empty) when yielded; write it by name. The file ends with the
+    permissions an ordinary write gives (0o666 less the umask, as the new file got them), so
+    checkpoints, results and datasets in a lab's shared folder are readable as the umask says.
     On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=suffix)
-    os.close(fd)
+    tmp = _new_temp_file(path, suffix)
+    mode = stat.S_IMODE(tmp.stat().st_mode)  # what an ordinary write gets here
     try:
-        yield Path(tmp)
+        yield tmp
+        # some writers replace the file instead of writing into it (safetensors creates its own,
+        # 0600): it gets the ordinary mode back
+        if tmp.exists() and stat.S_IMODE(tmp.stat().st_mode) != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -176,8 +176,8 @@ def test_build_is_cached_and_atomic(tmp_path):
     lib = build_kernel(tmp_path)
     stamp = lib.stat().st_mtime_ns
     assert build_kernel(tmp_path) == lib and lib.stat().st_mtime_ns == stamp  # reused
-    # no temporary build folder or object file is left beside the library
-    assert sorted(p.name for p in tmp_path.iterdir()) == [lib.name]
+    # no temporary build folder or object file is left beside the library and its digest
+    assert sorted(p.name for p in tmp_path.iterdir()) == [lib.name, lib.name + ".sha256"]
 
 
 def test_build_without_compiler_names_it(tmp_path):

@@ -32,6 +32,11 @@ class CorruptSampleError(ValueError):
     """One sample's image or annotation cannot be read or is malformed (it is skipped and counted)."""
 
 
+class ImageTooLargeError(CorruptSampleError):
+    """An image file's header gives more pixels than this package decodes
+    (:data:`handssca.data.images.MAX_IMAGE_PIXELS`); refused before any pixel is decoded."""
+
+
 class TooManySkippedError(RuntimeError):
     """More than the allowed share of a dataset's samples were corrupt."""
 
@@ -130,5 +135,6 @@ class SkipCounter:
         return msg
 
 
-__all__ = ["DEFAULT_MAX_SKIP", "DatasetLayoutError", "CorruptSampleError", "TooManySkippedError",
+__all__ = ["DEFAULT_MAX_SKIP", "DatasetLayoutError", "CorruptSampleError", "ImageTooLargeError",
+           "TooManySkippedError",
            "require_paths", "SkipCounter"]

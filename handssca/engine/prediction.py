@@ -41,12 +41,16 @@ def _log(msg: str) -> None:
 
 
 def read_rgb(path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file."""
+    """An image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file (an
+    image above :data:`~handssca.data.images.MAX_IMAGE_PIXELS` is refused before decoding)."""
     import cv2
+
+    from ..data.images import image_size
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image not found: {p}")
+    image_size(p)  # its header's size, checked before any pixel is decoded
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"{p} is not an image OpenCV can read (expected PNG, JPEG, ...)")
@@ -190,6 +194,8 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
     import cv2
     import trimesh
 
+    from ..data.images import image_size
+
     log = _log if verbose else (lambda m: None)
     paths = [images] if isinstance(images, (str, Path)) else list(images)
     if not paths:
@@ -197,6 +203,8 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
     for p in paths:  # fail before loading the network
         if not Path(p).is_file():
             raise FileNotFoundError(f"image not found: {p}")
+    for p in paths:  # and before decoding any image: each header's size within the bound
+        image_size(p)
     run = checkpoint if isinstance(checkpoint, Run) else load_run(checkpoint, which, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

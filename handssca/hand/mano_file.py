@@ -24,12 +24,12 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from ..utils import atomic_path
 from .joints import MANO_PARENTS
 
 ENV_CACHE_DIR = "HANDSSCA_CACHE_DIR"
@@ -256,16 +256,10 @@ def resolve_cache_dir(cache_dir=None) -> Path:
 
 
 def _save_npz(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: (np.asarray(v) if not isinstance(v, str) else np.array(v)) for k, v in data.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:  # atomic: a reader never sees half a file
+        with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)  # atomic: a reader never sees half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _load_npz(path: Path) -> dict:

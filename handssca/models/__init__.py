@@ -34,8 +34,8 @@ from .hands3c import (Hands3cFormatError, export_hands3c, import_hands3c, load_h
                       save_hands3c)
 from .info import format_table, parameter_table, trace_shapes
 from .loss import LossWeights, handssca_loss
-from .network import (IMAGENET_MEAN, IMAGENET_STD, NETWORK_VERSION, HandSSCA, HandSSCAConfig,
-                      build_model, normalise)
+from .network import (IMAGENET_MEAN, IMAGENET_STD, MAX_PARAMETERS, NETWORK_VERSION, SIZE_BOUNDS,
+                      HandSSCA, HandSSCAConfig, build_model, count_parameters, normalise)
 from .ssca import (ATTENTION_KINDS, CHANNEL_SELECT_MODES, SSCABlock, SelfAttention,
                    build_attention, no_weight_decay_names)
 
@@ -46,5 +46,6 @@ __all__ = [
     "Backbone", "ResNet50", "ReducedFPN", "SSCABlock", "SelfAttention", "build_attention",
     "no_weight_decay_names", "ATTENTION_KINDS", "CHANNEL_SELECT_MODES",
     "LightBackbone", "build_backbone", "check_backbone", "BACKBONE_KINDS", "NETWORK_VERSION",
+    "MAX_PARAMETERS", "SIZE_BOUNDS", "count_parameters",
     "import_hands3c", "load_hands3c", "export_hands3c", "save_hands3c", "Hands3cFormatError",
 ]

@@ -36,6 +36,10 @@ BACKBONE_KINDS = ("resnet50", "light")
 #: the light backbone's defaults: channels of the stem and of C2..C5, basic blocks per stage
 LIGHT_WIDTHS = (16, 32, 64, 128, 256)
 LIGHT_BLOCKS = (1, 1, 1, 1)
+#: the light backbone's largest width and block count per stage: several times the profiles'
+#: values, so that a tampered description cannot build a network of gigabytes (see
+#: :data:`handssca.models.network.MAX_PARAMETERS`)
+LIGHT_MAX_WIDTH, LIGHT_MAX_BLOCKS = 512, 4
 
 
 class Bottleneck(nn.Module):
@@ -266,9 +270,11 @@ def check_backbone(spec: Mapping[str, Any]) -> Dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"light backbone: widths and blocks must be lists of ints, got "
                          f"{spec!r}") from exc
-    if len(widths) != 5 or len(blocks) != 4 or min(widths) < 1 or min(blocks) < 1:
-        raise ValueError(f"light backbone: expected 5 positive widths (stem, C2..C5) and 4 "
-                         f"positive block counts, got widths={widths}, blocks={blocks}")
+    if (len(widths) != 5 or len(blocks) != 4 or min(widths) < 1 or min(blocks) < 1
+            or max(widths) > LIGHT_MAX_WIDTH or max(blocks) > LIGHT_MAX_BLOCKS):
+        raise ValueError(f"light backbone: expected 5 positive widths (stem, C2..C5) of at most "
+                         f"{LIGHT_MAX_WIDTH} and 4 positive block counts of at most "
+                         f"{LIGHT_MAX_BLOCKS}, got widths={widths}, blocks={blocks}")
     return {"kind": "light", "widths": widths, "blocks": blocks}
 
 

@@ -36,6 +36,18 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: vs code" page). Weights of version 1 do not compute the same function in this network.
 NETWORK_VERSION = 2
 
+#: the allowed range (inclusive) of each size field of :class:`HandSSCAConfig`, checked before
+#: anything is built: several times the paper's values (S = 256, C = 256, N = 16, expand 2,
+#: dt_rank 16, d_conv 3, hourglass depth 2), so that no real configuration is refused, while a
+#: tampered or mistyped checkpoint description cannot make the package allocate gigabytes.
+SIZE_BOUNDS = {"input_size": (128, 1024), "C": (1, 1024), "N": (1, 256), "expand": (1, 4),
+               "dt_rank": (1, 256), "d_conv": (1, 15), "hourglass_depth": (1, 4)}
+#: what the bounds guarantee: no configuration within :data:`SIZE_BOUNDS` and the backbone's
+#: bounds describes more learnable parameters than this, 250 million (1 GB as float32; the
+#: paper's network has 31 million). The count grows with every size field, so the largest
+#: configuration is the corner of the bounds (about 205 million), which the tests count.
+MAX_PARAMETERS = 250_000_000
+
 
 def normalise(images: Tensor) -> Tensor:
     """RGB images -> the network's input: (x - IMAGENET_MEAN) / IMAGENET_STD per channel.
@@ -84,6 +96,10 @@ class HandSSCAConfig:
             {"kind": "light", "widths": [5 ints], "blocks": [4 ints]} (the CPU profiles' light
             backbone, :class:`~.backbone.LightBackbone`); completed by
             :func:`~.backbone.check_backbone`.
+
+    Every field is checked on construction, before anything is built: the allowed values, and
+    each size within :data:`SIZE_BOUNDS` (ValueError naming the field), so that a configuration
+    read from a file never describes more than :data:`MAX_PARAMETERS` parameters.
     """
 
     attention: str = "ssca"
@@ -107,10 +123,20 @@ class HandSSCAConfig:
         if self.channel_select not in CHANNEL_SELECT_MODES:
             raise ValueError(f"channel_select must be one of {CHANNEL_SELECT_MODES}, "
                              f"got {self.channel_select!r}")
-        if (not isinstance(self.input_size, int) or self.input_size < 128
+        lo, hi = SIZE_BOUNDS["input_size"]
+        if (not _is_int(self.input_size) or not lo <= self.input_size <= hi
                 or self.input_size % 32):
-            raise ValueError(f"input_size must be a multiple of 32, at least 128 (256, or 224 "
-                             f"for FreiHAND), got {self.input_size!r}")
+            raise ValueError(f"input_size must be a multiple of 32 from {lo} to {hi} (256, or "
+                             f"224 for FreiHAND), got {self.input_size!r}")
+        for name, (lo, hi) in SIZE_BOUNDS.items():
+            value = getattr(self, name)
+            if not _is_int(value) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an int from {lo} to {hi}, got {value!r}")
+        if not isinstance(self.drop_path, (int, float)) or not 0.0 <= self.drop_path < 1.0:
+            raise ValueError(f"drop_path must be a number in [0, 1), got {self.drop_path!r}")
+        if self.scan_backend is not None and not isinstance(self.scan_backend, str):
+            raise ValueError(f"scan_backend must be None or a backend's name, got "
+                             f"{self.scan_backend!r}")
 
     @property
     def H(self) -> int:
@@ -125,6 +151,20 @@ class HandSSCAConfig:
     def to_dict(self) -> dict:
         """JSON-serialisable fields (``dataclasses.asdict``)."""
         return dataclasses.asdict(self)
+
+
+def _is_int(value) -> bool:
+    """An int that is not a bool (JSON's true would otherwise pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def count_parameters(config: HandSSCAConfig) -> int:
+    """The number of learnable parameters of the network ``config`` describes, counted on
+    PyTorch's meta device: the modules are made without any memory for their weights (the first
+    call loads PyTorch's meta kernels, about a second)."""
+    with torch.device("meta"):
+        parts = make_parts(config)
+    return sum(p.numel() for part in parts.values() for p in part.parameters())
 
 
 def make_parts(config: HandSSCAConfig) -> Dict[str, nn.Module]:

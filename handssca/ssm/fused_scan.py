@@ -18,11 +18,34 @@ State sizes above the kernel's ``N_MAX`` (64) are handed to the chunked backend.
 Where it cannot be built (no C compiler, or ``HANDSSCA_FUSED_SCAN=0``), :func:`fused_available`
 is false, one warning says why, and :func:`handssca.ssm.resolve_backend` picks ``chunked``.
 
+The cache is checked before anything in it runs. Loading a shared library runs its code (its
+constructors) in the user's process, and the library's name is predictable
+(``selective_scan_cpu-<hash>.so``), so a file planted under that name in a cache folder that
+others can write (a cache shared between users or machines) must never be loaded. Two checks,
+both needed:
+
+* a private folder: the cache folder is created 0700 and refused (the backend is then
+  unavailable, with a warning naming the folder, why, and what to do) unless it belongs to the
+  current user and neither group nor others can write it. Only its owner can then place a file
+  there, and every library and digest in it must be a regular file of the user's own that
+  nobody else can write;
+* a digest: when a library is built, its SHA-256 is recorded beside it
+  (``selective_scan_cpu-<hash>.so.sha256``, written atomically); before ``ctypes.CDLL`` the
+  library is hashed again and compared. A library without its digest, with another one, or of
+  the wrong owner or permissions (a file copied in by hand, left by an older version of the
+  package, or truncated) is never loaded: it is rebuilt in its place (atomically), with a
+  warning that names the file and why.
+
+A private folder alone would trust any file in it; a digest alone would trust a planted file
+with a planted digest. Between the last check and the load only the folder's owner could swap
+the file.
+
 Environment:
 
 ``CC``                    the C compiler (default ``cc``)
 ``HANDSSCA_KERNEL_DIR``   where compiled kernels are cached (default
-                          ``$XDG_CACHE_HOME/handssca/kernels``, else ``~/.cache/handssca/kernels``)
+                          ``$XDG_CACHE_HOME/handssca/kernels``, else ``~/.cache/handssca/kernels``);
+                          a folder of the user's own that nobody else can write
 ``HANDSSCA_FUSED_SCAN``   ``0`` turns the backend off
 """
 from __future__ import annotations
@@ -33,6 +56,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -43,6 +67,7 @@ from typing import List, Optional
 
 import torch
 
+from ..utils import write_text_atomic
 from .chunked_scan import (_check_grouped, _eager_only, _needs_grad, mamba_layout,
                            selective_scan_grouped)
 
@@ -58,10 +83,17 @@ LINK_FLAGS = ["-shared"]
 LIBS = ["-lm"]
 ENV_DISABLE = "HANDSSCA_FUSED_SCAN"
 ENV_CACHE = "HANDSSCA_KERNEL_DIR"
+#: the SHA-256 of a built library is recorded in a file of this suffix beside it
+DIGEST_SUFFIX = ".sha256"
 
 
 class KernelBuildError(RuntimeError):
     """The C kernel could not be compiled or loaded; the message has the compiler's output."""
+
+
+class KernelCacheError(KernelBuildError):
+    """The kernel cache folder is not private to the user, or a library in it is not the one
+    this package built; the message names the path, why, and what to do."""
 
 
 def cache_dir() -> Path:
@@ -70,6 +102,84 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "handssca" / "kernels"
+
+
+def _current_uid() -> Optional[int]:
+    """The effective user id, or None where the system has none (Windows: no owner check)."""
+    return os.geteuid() if hasattr(os, "geteuid") else None
+
+
+def untrusted_reason(st: os.stat_result) -> Optional[str]:
+    """Why a file or folder with status ``st`` may hold code that someone else put there: it
+    belongs to another user, or group or others can write it; None when neither."""
+    uid = _current_uid()
+    if uid is not None and st.st_uid != uid:
+        return f"it belongs to user id {st.st_uid}, not to you (user id {uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"group or others can write it (mode {stat.S_IMODE(st.st_mode):04o})"
+    return None
+
+
+def private_dir(directory: Path) -> Path:
+    """``directory``, created 0700 if missing, checked to belong to the user alone.
+
+    Raises:
+        KernelCacheError: it is not a folder, belongs to another user, or group or others can
+            write it (so they could plant a library in it); names the folder and what to do.
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700)  # only the leaf: the parents are ordinary folders
+    except FileExistsError:
+        pass
+    st = directory.stat()  # follows a link: what counts is the folder the files land in
+    why = ("it is not a folder" if not stat.S_ISDIR(st.st_mode) else untrusted_reason(st))
+    if why is not None:
+        raise KernelCacheError(
+            f"the kernel cache folder {directory} is not private: {why}. Compiled code is loaded "
+            f"from it, so it must be a folder of your own that nobody else can write: run "
+            f"'chmod go-w {directory}' if it is yours, or set {ENV_CACHE} to a folder of your own")
+    return directory
+
+
+def _digest_file(lib: Path) -> Path:
+    return lib.with_name(lib.name + DIGEST_SUFFIX)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # a library is a few hundred kB
+
+
+def library_problem(lib: Path) -> Optional[str]:
+    """Why the library ``lib`` must not be loaded, or None when it is one this package built:
+    it and its digest file are regular files of the user's own that nobody else can write, and
+    the library's SHA-256 equals the digest recorded when it was built."""
+    digest = _digest_file(lib)
+    for path in (lib, digest):
+        try:
+            st = os.lstat(path)  # a link is refused, not followed
+        except FileNotFoundError:
+            return (f"{path} does not exist" if path == lib else
+                    f"no digest was recorded for it ({digest.name} is missing), so this package "
+                    f"did not build it")
+        why = "it is not a regular file" if not stat.S_ISREG(st.st_mode) else untrusted_reason(st)
+        if why is not None:
+            return f"{path}: {why}"
+    recorded = (digest.read_text().split() or [""])[0]
+    actual = _sha256(lib)
+    if actual != recorded:
+        return (f"its SHA-256 {actual[:12]}... differs from the {recorded[:12] or 'empty'}... "
+                f"recorded in {digest.name} when it was built")
+    return None
+
+
+def _install(built: Path, lib: Path) -> None:
+    """Move a freshly built library to ``lib`` and record its digest, each atomically. The
+    digest is written first: a process killed in between leaves a library that does not match
+    its digest, which is rebuilt, never loaded."""
+    write_text_atomic(_digest_file(lib), f"{_sha256(built)}  {lib.name}\n")
+    os.replace(built, lib)
 
 
 def _cpu_signature() -> str:
@@ -84,6 +194,7 @@ def _cpu_signature() -> str:
         return platform.processor() + platform.machine()
 
 
+@functools.lru_cache(maxsize=None)  # asked once per compiler, not once per flag set
 def _compiler_version(cc: str) -> str:
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
@@ -95,27 +206,38 @@ def _compiler_version(cc: str) -> str:
     return out.stdout
 
 
+def library_path(directory: Path, compiler: str, flags: List[str]) -> Path:
+    """Where the library built by ``compiler`` with ``flags`` from this source for this CPU
+    lives in ``directory`` (the name hashes all four, so a changed input never reuses it)."""
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), _compiler_version(compiler).encode(),
+                                     " ".join(flags).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    return Path(directory) / f"selective_scan_cpu-{key}.so"
+
+
 def build_kernel(directory: Optional[Path] = None, compiler: Optional[str] = None) -> Path:
     """Compile ``csrc/selective_scan_cpu.c`` into a shared library in ``directory`` (default
     :func:`cache_dir`) and return its path; a library already built from the same source,
-    compiler and CPU is reused. Written atomically (temporary names, then a rename), so two
-    processes building at once, or a build killed half-way, never leave a broken library.
-    Raises :class:`KernelBuildError` with the compiler's messages when no flag set works."""
+    compiler and CPU is reused when it passes :func:`library_problem` (a warning names one that
+    does not, and it is rebuilt in its place). Written atomically (temporary names, then a
+    rename), so two processes building at once, or a build killed half-way, never leave a broken
+    library. Raises :class:`KernelCacheError` when the folder is not private
+    (:func:`private_dir`), :class:`KernelBuildError` with the compiler's messages when no flag
+    set works."""
     cc = compiler or os.environ.get("CC") or "cc"
     if shutil.which(cc) is None:
         raise KernelBuildError(f"no C compiler: {cc!r} is not on PATH; install one (e.g. gcc) "
                                f"or set CC")
-    source = SOURCE.read_bytes()
-    version = _compiler_version(cc)
-    directory = Path(directory) if directory is not None else cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_dir(Path(directory) if directory is not None else cache_dir())
     errors: List[str] = []
     for flags in COMPILE_FLAGS:
-        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                         _cpu_signature().encode()])).hexdigest()[:16]
-        lib = directory / f"selective_scan_cpu-{key}.so"
-        if lib.exists():
-            return lib
+        lib = library_path(directory, cc, flags)
+        if os.path.lexists(lib):
+            problem = library_problem(lib)
+            if problem is None:
+                return lib
+            warnings.warn(f"not loading the compiled kernel {lib}: {problem}; rebuilding it",
+                          RuntimeWarning, stacklevel=2)
         with tempfile.TemporaryDirectory(dir=directory, prefix=".build-") as tmp:
             obj, so = Path(tmp) / "scan.o", Path(tmp) / "scan.so"
             steps = ([cc, *flags, "-c", str(SOURCE), "-o", str(obj)],
@@ -126,10 +248,23 @@ def build_kernel(directory: Optional[Path] = None, compiler: Optional[str] = Non
                     errors.append(f"$ {' '.join(cmd)}\n{out.stderr.strip()}")
                     break
             else:
-                os.replace(so, lib)
+                _install(so, lib)
                 return lib
     raise KernelBuildError("could not compile the fused scan kernel " + str(SOURCE) + ":\n"
                            + "\n".join(errors))
+
+
+def verified_library(lib: Path) -> Path:
+    """``lib``, checked once more right before it is loaded (:func:`library_problem`).
+
+    Raises:
+        KernelCacheError: it is not the library this package built; names it and why.
+    """
+    problem = library_problem(lib)
+    if problem is not None:
+        raise KernelCacheError(f"refusing to load the compiled kernel {lib}: {problem}; remove "
+                               f"it and its {DIGEST_SUFFIX} file to rebuild it")
+    return lib
 
 
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -150,11 +285,12 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
 @functools.lru_cache(maxsize=None)
 def load_kernel() -> Optional[ctypes.CDLL]:
     """The compiled kernel (built on first call), or None -- with one warning saying why --
-    where it cannot be built or is turned off with ``HANDSSCA_FUSED_SCAN=0``."""
+    where it cannot be built, its cache folder is not private, or it is turned off with
+    ``HANDSSCA_FUSED_SCAN=0``. Only a library that passes :func:`library_problem` is loaded."""
     if os.environ.get(ENV_DISABLE, "1").strip().lower() in ("0", "false", "no", "off"):
         return None
     try:
-        return _bind(ctypes.CDLL(str(build_kernel())))
+        return _bind(ctypes.CDLL(str(verified_library(build_kernel()))))
     except (KernelBuildError, OSError, AttributeError) as exc:
         warnings.warn(f"the fused CPU selective scan is not available, so the chunked backend "
                       f"is used ({exc})", RuntimeWarning, stacklevel=2)
