@@ -28,7 +28,7 @@ Generation is deterministic (the same arguments give the same bytes; each sample
 own random stream seeded by (seed, its index)), writes nothing outside ``out``, writes every file
 atomically, and resumes a killed run (a rerun with the same arguments skips finished samples).
 A folder holding another synthetic dataset is refused unless ``overwrite``, which deletes only
-the files the generator listed as its own (``.synth_files.txt``) and refuses a folder holding
+the files the generator listed as its own (``synth_files.txt``) and refuses a folder holding
 any other file; a non-empty folder that is not a synthetic dataset is always refused.
 """
 from __future__ import annotations

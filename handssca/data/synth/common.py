@@ -7,7 +7,7 @@ come from OpenCV with fixed parameters, ``.npz`` archives are written with fixed
 (``numpy.savez`` stamps the current time), pickles with protocol 2, YAML and JSON with fixed key
 order. ``synth_info.json`` holds no time or path.
 
-Ownership: every file the generator writes is listed in ``.synth_files.txt`` before it is written
+Ownership: every file the generator writes is listed in ``synth_files.txt`` before it is written
 (and the list is rewritten sorted at the end, so its bytes too depend only on the arguments);
 ``overwrite`` deletes only the listed files, and refuses a folder that holds anything else.
 
@@ -44,7 +44,7 @@ GENERATOR_VERSION = "2.1"
 INFO_FILE = "synth_info.json"
 PARTIAL_DIR = ".synth_partial"
 #: the files the generator wrote into the folder, one "/"-separated relative path a line
-MANIFEST_FILE = ".synth_files.txt"
+MANIFEST_FILE = "synth_files.txt"
 STAGES = ("pose", "render", "compose", "encode", "write")
 
 

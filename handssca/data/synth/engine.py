@@ -113,7 +113,7 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
             subjects x 100 sequences, 8 cameras; n a multiple of 8, at least 8000), instead of the
             compact one (:mod:`.dexycb`).
         overwrite: replace a synthetic dataset of other arguments found in ``out``: only the
-            files its generation wrote (``.synth_files.txt``) are deleted, and a folder holding
+            files its generation wrote (``synth_files.txt``) are deleted, and a folder holding
             any other file is refused (a folder that is not a synthetic dataset is never
             cleared).
         hand: None (the real MANO when installed, else the procedural hand), "mano" or "procedural".
