@@ -13,6 +13,10 @@ Steps (conventions of ``book.md``):
    ``<out>/html``;
 6. scan the HTML for silent failures (``<Figure size``, ``HBox(``, tracebacks, papermill error
    cells) and print each chapter's time and the total.
+
+``<out>/stage`` and ``<out>/html`` are replaced on every build; the runner marks them as its own
+(:data:`MARKER`) and refuses, before running anything, an ``--out`` whose ``stage`` or ``html``
+folder it did not make.
 """
 from __future__ import annotations
 
@@ -45,8 +49,39 @@ SILENT_FAILURES = {
 }
 
 
+#: the file the runner writes into each folder it makes and later deletes (``<out>/stage``,
+#: ``<out>/html``): a folder without it is not the runner's and is never deleted or written into
+MARKER = ".handssca-book"
+
+
 class BookError(RuntimeError):
-    """A chapter failed, or the built book holds a silent failure."""
+    """A chapter failed, the built book holds a silent failure, or ``--out`` holds a folder the
+    runner would replace but did not make."""
+
+
+def check_own_folder(folder: Path, trusted: bool = False) -> None:
+    """Raise :class:`BookError` when ``folder`` exists without the runner's :data:`MARKER`.
+
+    ``trusted``: the project's own default build folder (``_build``, ignored by git), where a
+    folder without the marker was made by a runner from before the marker."""
+    if folder.exists() and not trusted and not (folder / MARKER).is_file():
+        raise BookError(f"{folder} exists and was not made by the book runner (it holds no "
+                        f"{MARKER}); the runner replaces that folder, so it refuses to touch "
+                        f"it: move it away, or give another --out")
+
+
+def mark_own_folder(folder: Path) -> None:
+    """Create ``folder`` (if needed) and write the runner's :data:`MARKER` into it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / MARKER, "made by the book runner (python -m handssca book); "
+                                       "it deletes and rebuilds this folder\n")
+
+
+def replace_own_folder(folder: Path, trusted: bool = False) -> None:
+    """Delete ``folder`` when it is the runner's own (:func:`check_own_folder`)."""
+    check_own_folder(folder, trusted)
+    if folder.exists():
+        shutil.rmtree(folder)
 
 
 def toc_files(toc: dict) -> List[str]:
@@ -197,14 +232,20 @@ def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Opt
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     root = repo_root()
+    # the default build folder is the project's own; a folder given with --out may hold
+    # anything, so its stage/ and html/ are replaced only when the runner's marker says it
+    # made them (checked before any chapter runs, not after an hour of them)
+    trusted = out is None
     out = Path(out) if out else root / "_build"
-    stage = out / "stage"
+    stage, html = out / "stage", out / "html"
+    for folder in (stage, html):
+        check_own_folder(folder, trusted)
     t_start = time.perf_counter()
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     if chapters:
         toc = subset_toc(toc, chapters)
     # 1-2. stage the sources (book/ and config); notebooks are written by papermill below
-    stage.mkdir(parents=True, exist_ok=True)
+    mark_own_folder(stage)  # everything under stage/ is the runner's (the copy, the executed notebooks)
     for name in ("_config.yml",):
         shutil.copy2(root / name, stage / name)
     write_text_atomic(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
@@ -296,10 +337,9 @@ def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Opt
     if res.returncode != 0:
         raise BookError("jupyter-book build failed (warnings are errors):\n"
                         + res.stdout[-4000:] + res.stderr[-4000:])
-    html = out / "html"
-    if html.exists():
-        shutil.rmtree(html)
+    replace_own_folder(html, trusted)
     shutil.move(str(jb_out / "_build" / "html"), str(html))
+    mark_own_folder(html)
     t_html = time.perf_counter() - t0
 
     # 6. silent failures and timings

@@ -78,6 +78,20 @@ def write_text_atomic(path, text: str) -> Path:
     return Path(path)
 
 
+class OutputExistsError(ValueError):
+    """An output file exists already and replacing it was not asked for (the message names it)."""
+
+
+def refuse_existing(paths: Iterable, how: str = "pass --overwrite") -> None:
+    """Raise :class:`OutputExistsError` naming the first of ``paths`` that exists (and how many
+    do): a command never replaces a file in a folder the user chose unless told to."""
+    found = [Path(p) for p in paths if Path(p).exists() or Path(p).is_symlink()]
+    if found:
+        more = f" (and {len(found) - 1} more of its outputs)" if len(found) > 1 else ""
+        raise OutputExistsError(f"{found[0]} exists already{more}; {how} to replace it, or "
+                                f"choose another --out")
+
+
 def write_json_atomic(path, payload: Any, indent: int = 2) -> Path:
     """Write ``payload`` as JSON to ``path`` atomically (numpy scalars/arrays converted)."""
     return write_text_atomic(path, json.dumps(payload, indent=indent, default=_json_default) + "\n")

@@ -46,3 +46,29 @@ def test_status_page_lists_every_chapter():
     page = render_status(prov)
     assert "| notebooks/01_a.ipynb | ok | 1.5 | synthetic | `profile=smoke` |" in page
     assert "| torch | 2.13.0 |" in page
+
+
+def test_out_folders_the_runner_did_not_make_are_never_replaced(tmp_path: Path):
+    import pytest
+
+    from handssca.book import MARKER, BookError, build, mark_own_folder, replace_own_folder
+
+    # a user's html/ or stage/ under --out: refused before any chapter runs, nothing touched
+    for sub in ("html", "stage/book"):
+        out = tmp_path / sub.replace("/", "-")
+        mine = out / sub / "index.html"
+        mine.parent.mkdir(parents=True)
+        mine.write_text("my own site")
+        top = out / sub.split("/")[0]
+        with pytest.raises(BookError, match=f"{top} exists and was not made by the book runner"):
+            build(profile="smoke", out=out, log=lambda *a: None)
+        assert mine.read_text() == "my own site"
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+            [p.as_posix() for p in Path(sub).parents][:-1] + [sub, f"{sub}/index.html"])
+    # a folder the runner marked as its own is replaced
+    own = tmp_path / "own" / "html"
+    mark_own_folder(own)
+    (own / "index.html").write_text("an earlier build")
+    assert (own / MARKER).is_file()
+    replace_own_folder(own)
+    assert not own.exists()

@@ -97,3 +97,46 @@ def test_npz_bytes_are_reproducible_and_readable():
     loaded = np.load(io.BytesIO(data))
     for k, v in arrays.items():
         assert np.array_equal(loaded[k], v) and loaded[k].dtype == v.dtype
+
+
+def test_overwrite_deletes_only_the_generators_files_and_refuses_a_users(tmp_path, monkeypatch):
+    from handssca.data.synth.common import MANIFEST_FILE, PARTIAL_DIR
+
+    out = tmp_path / "ds"
+    generate("freihand", out, 1, seed=0, n_eval=1, show_progress=False)
+    listed = set((out / MANIFEST_FILE).read_text().splitlines())
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk - listed == {"synth_info.json", MANIFEST_FILE}  # every data file is listed
+    # a user's file among the generated ones: the overwrite refuses, naming it, and deletes nothing
+    mine = out / "training" / "rgb" / "my_photo.jpg"
+    mine.write_bytes(b"mine")
+    before = _digest(out)
+    with pytest.raises(FileExistsError, match="training/rgb/my_photo.jpg"):
+        generate("ho3d", out, 2, seed=0, overwrite=True, show_progress=False)
+    assert _digest(out) == before
+    assert main(["data", "synth", "--style", "freihand", "--out", str(out), "--n", "2",
+                 "--seed", "0", "--overwrite"]) == 2
+    assert mine.read_bytes() == b"mine" and _digest(out) == before
+    # moved out of the folder, the overwrite goes ahead and leaves nothing of the old dataset
+    mine.unlink()
+    replaced = generate("ho3d", out, 2, seed=0, overwrite=True, show_progress=False)
+    assert replaced.generated == 2 and not (out / "training").exists()
+
+    # a killed generation (records, a temporary file of its own) is replaced as well
+    real_run = FreiHANDWriter.run
+
+    def dying_run(self, unit):
+        self.files.bytes("training/rgb/00000000.jpg", b"partial")
+        (self.out / "training" / "rgb" / ".00000001.jpg.abcd1234.tmp").write_bytes(b"half")
+        self.files.manifest.claim("training/rgb/00000001.jpg")
+        raise KeyboardInterrupt
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(FreiHANDWriter, "run", dying_run)
+    with pytest.raises(KeyboardInterrupt):
+        generate("freihand", killed, 2, seed=0, n_eval=1, show_progress=False)
+    monkeypatch.setattr(FreiHANDWriter, "run", real_run)
+    (killed / PARTIAL_DIR).mkdir(exist_ok=True)
+    (killed / PARTIAL_DIR / "00000000.json").write_text("{}")
+    generate("ho3d", killed, 2, seed=0, overwrite=True, show_progress=False)
+    assert not (killed / "training").exists() and (killed / "train.txt").exists()

@@ -47,7 +47,7 @@ def test_layout_file_by_file(root):
     expected |= {f"training/mask/{i:08d}.jpg" for i in range(N)}
     expected |= {f"evaluation/rgb/{i:08d}.jpg" for i in range(N_EVAL)}
     expected |= {f"{s}_{f}.json" for s in ("training", "evaluation") for f in ("K", "mano", "xyz", "verts", "scale")}
-    expected |= {"synth_info.json"}
+    expected |= {"synth_info.json", "synth_files.txt"}
     assert files == expected  # nothing else: no temporary files, no resume records
     for rel in sorted(files):
         if rel.endswith(".jpg"):

@@ -72,7 +72,8 @@ def test_layout_and_lists(root):
     train, evaluation = _frames(root, "train"), _frames(root, "evaluation")
     assert len(train) + len(evaluation) == N and train and evaluation
     assert {n.split("/")[0] for n in train}.isdisjoint({n.split("/")[0] for n in evaluation})
-    expected = {"train.txt", "evaluation.txt", "synth_info.json", "evaluation_xyz.json", "evaluation_verts.json"}
+    expected = {"train.txt", "evaluation.txt", "synth_info.json", "synth_files.txt", "evaluation_xyz.json",
+                "evaluation_verts.json"}
     for split, names in (("train", train), ("evaluation", evaluation)):
         assert names == sorted(names)
         for name in names:

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--hand", choices=("auto", "mano", "procedural"), default="auto",
                    help="hand model: the real MANO when installed (auto, default), or force one")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace a synthetic dataset of other arguments found in --out")
+                   help="replace a synthetic dataset of other arguments found in --out (only "
+                        "the files the generator wrote; refused when the folder holds others)")
 
 
 def run(args) -> int:

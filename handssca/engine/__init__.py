@@ -29,6 +29,7 @@ Modules: :mod:`.trainer` (the loop), :mod:`.checkpoint` (safetensors + JSON, str
 :mod:`.factory` (a profile's network configuration, ImageNet and mean-hand initialisations),
 :mod:`.imports` (imported weights as a run folder),
 :mod:`.runtime` (device, bf16, channels-last, compile), :mod:`.runlog`, :mod:`.runs`,
+:mod:`.runlock` (one writer per run folder),
 :mod:`.evaluation`, :mod:`.prediction`, :mod:`.profiles`.
 
 Heavy modules load on first use, so ``import handssca.engine`` stays cheap.
@@ -46,6 +47,7 @@ _LAZY = {
     "predict": "prediction",
     "load_run": "runs", "Run": "runs", "run_log": "runs",
     "RunLog": "runlog",
+    "RunFolderInUseError": "runlock",
     "CheckpointMismatchError": "checkpoint", "load_weights": "checkpoint",
     "import_run": "imports",
     "resolve_data": "datasets",

@@ -43,6 +43,10 @@ from ..utils import atomic_path, write_json_atomic
 FORMAT = "handssca-checkpoint/1"
 CHECKPOINT_DIR = "checkpoints"
 _EPOCH_FILE = re.compile(r"^(epoch|best)-(\d{4,})\.(safetensors|state\.pt)$")
+#: a temporary file of :func:`handssca.utils.atomic_path` for one of the files written here
+#: (".<name>.<8 random characters of mkstemp>.tmp"): what a killed write leaves behind
+_TEMP_FILE = re.compile(r"^\.((?:epoch|best)-\d{4,}\.(?:safetensors|state\.pt)|last\.json|"
+                        r"best\.json)\.[a-z0-9_]{8}\.tmp$")
 
 PathLike = Union[str, os.PathLike]
 
@@ -159,13 +163,18 @@ def _referenced(d: Path) -> set:
 
 
 def prune(run: PathLike) -> None:
-    """Remove the epoch files no JSON points to (left by older epochs or a killed write)."""
+    """Remove the epoch files no JSON points to (left by older epochs or a killed write).
+
+    Only names this module writes are candidates (epoch and best files, and the temporary
+    files of their atomic writes): a file anyone else put into the folder is never removed.
+    Training calls this under the run folder's lock (:mod:`.runlock`), so no other writer's
+    temporary file can be in the folder while it runs."""
     d = checkpoint_dir(run)
     if not d.is_dir():
         return
     keep = _referenced(d)
     for p in d.iterdir():
-        if (_EPOCH_FILE.match(p.name) or p.name.startswith(".")) and p.name not in keep:
+        if (_EPOCH_FILE.match(p.name) or _TEMP_FILE.match(p.name)) and p.name not in keep:
             try:
                 p.unlink()
             except FileNotFoundError:

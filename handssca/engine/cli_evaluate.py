@@ -25,7 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "train: a whole training split (e.g. of other synthetic data)")
     parser.add_argument("--which", default="last", choices=("last", "best"),
                         help="the last epoch (default) or the best validation epoch")
-    parser.add_argument("--out", default=None, help="output folder")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default <run>/eval/<dataset>-<split>-<which>)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace metrics.json and the submission file in --out")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--batch-size", type=int, default=32, help="evaluation batch size")
     parser.add_argument("--no-constants", "--no-baseline", dest="no_constants",
@@ -49,7 +52,8 @@ def run(args) -> int:
     try:
         rep = evaluate(args.checkpoint, args.dataset, args.data_root, split=args.split,
                        out=args.out, which=args.which, device=args.device,
-                       batch_size=args.batch_size, baseline=not args.no_constants)
+                       batch_size=args.batch_size, baseline=not args.no_constants,
+                       overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

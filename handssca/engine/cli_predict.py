@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the camera's focal length in pixels (default: max(W, H), assumed)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when available)")
     parser.add_argument("--no-overlay", action="store_true", help="skip the rendered overlay PNG")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files of the same names in --out")
 
 
 def run(args) -> int:
@@ -33,7 +35,7 @@ def run(args) -> int:
     try:
         results = predict(args.images, args.checkpoint, args.out, bbox=args.bbox, left=args.left,
                           which=args.which, device=args.device, focal=args.focal,
-                          overlay=not args.no_overlay)
+                          overlay=not args.no_overlay, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,9 @@ from ..utils import repo_root
 from .profiles import check_dataset, synthetic_settings
 
 DATA_KINDS = ("real", "synthetic")
+#: what identifies synthetic data (from its ``synth_info.json``): a run records it in its
+#: configuration, and the run's data is recognised by it wherever its folder is now
+SYNTH_IDENTITY_KEYS = ("style", "seed", "n", "options", "generator_version")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,15 @@ def synth_is_complete(root: Path, dataset: str, settings: dict, seed: int) -> bo
     if dataset == "ho3d" and "frames_per_sequence" not in settings:
         same = same and "frames_per_sequence" not in options
     return bool(same)
+
+
+def synthetic_identity(root) -> Optional[dict]:
+    """The identity of the synthetic data in ``root`` (:data:`SYNTH_IDENTITY_KEYS` of its
+    ``synth_info.json``), or None when ``root`` holds no synthetic data."""
+    from ..data.files import read_synth_info
+
+    info = read_synth_info(root) if Path(root).is_dir() else None
+    return None if info is None else {k: info.get(k) for k in SYNTH_IDENTITY_KEYS}
 
 
 def ensure_synthetic(dataset: str, profile_name: str, seed: int, profile=None,

@@ -47,11 +47,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..report.verdict import verdict
-from ..utils import progress, write_json_atomic
+from ..utils import progress, refuse_existing, write_json_atomic
 from .checkpoint import sha256_file
 from .datasets import (DataSource, Unaugmented, collate, open_dataset, resolve_data,
-                       root_relative_mean, train_val_split)
-from .profiles import check_dataset, resolve_profile
+                       root_relative_mean, synthetic_identity, train_val_split)
+from .profiles import check_dataset, resolve_profile, synthetic_settings
 from .runs import EVAL_DIR, Run, load_run
 from .runtime import device_name, to_device
 from .trainer import provenance
@@ -68,6 +68,20 @@ PROTOCOLS = {
               "and PA-MPJPE (Umeyama, no reflection); plus the toolkit's Procrustes numbers",
 }
 UNITS = "errors in mm; AUC and F-scores as fractions in [0, 1]"
+
+
+#: what the rows of each split are, as the refusal to score substitute data names them
+SPLIT_ROWS = {"test": "the test split of the run's data", "val": "the run's held-out rows",
+              "train": "the run's training split"}
+#: the rows the constants are the mean of
+TRAINING_ROWS = ("the rows the run trained on (the constants' mean; --no-constants leaves the "
+                 "constants out)")
+
+
+class RunDataMismatchError(ValueError):
+    """The data found for a run is not the data the run recorded it was trained on (its folder
+    moved, was deleted or was regenerated with other settings): scoring it as the run's own
+    would score other samples. The message names both and what to do."""
 
 
 def _log(msg: str) -> None:
@@ -284,7 +298,7 @@ def mean_pose_baseline(dataset: Optional[str] = None, data_root=None, *, run=Non
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     r = _as_run(run) if run is not None else None
-    source = _source_for(dataset, data_root, r, profile, seed, log)
+    source = _source_for(dataset, data_root, r, profile, seed, log, SPLIT_ROWS[split])
     hm = hand_model if hand_model is not None else (r.model.hand_model if r is not None else None)
     ds = _split_dataset(r, source, split, 128 if r is None else r.input_size, hm)
     res = _ground_truth_rows(ds)
@@ -332,7 +346,77 @@ def _recorded_root(run: Run) -> Optional[Path]:
     return Path(root) if root else None
 
 
-def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> DataSource:
+def _recorded_identity(run: Run) -> Optional[dict]:
+    """The identity of the synthetic data a run recorded it was trained on (its ``run.json``),
+    or None: a run on real data, imported weights, or a bare checkpoint record none."""
+    if run.data != "synthetic":
+        return None
+    return (run.config.get("data") or {}).get("synthetic") or None
+
+
+def _describe(identity: dict) -> str:
+    return (f"{identity.get('style')}-style, n {identity.get('n')}, seed {identity.get('seed')}, "
+            f"options {identity.get('options')}, generator version "
+            f"{identity.get('generator_version')}")
+
+
+def _substitute(run: Run, found: str, use: str) -> RunDataMismatchError:
+    """The refusal to score ``found`` (described) as ``use`` of ``run``."""
+    want = _recorded_identity(run)
+    return RunDataMismatchError(
+        f"{run.path} was trained on synthetic data ({_describe(want)}; its run.json) that was at "
+        f"{run.checkpoint.get('data_root')}, but {found}: scored as {use} it would give numbers "
+        f"of other samples. Give --data-root with the run's own data (its new folder if it "
+        f"moved; if it was deleted, generate it again with python -m handssca data synth and "
+        f"these settings)")
+
+
+def check_run_data(run: Run, source: DataSource, use: str) -> None:
+    """Raise :class:`RunDataMismatchError` unless ``source`` holds the synthetic data ``run``
+    recorded it was trained on (same style, n, seed, options and generator version, wherever
+    the folder is now). ``use`` says what the rows would be scored as. Nothing to compare for
+    a run that recorded no such identity (:func:`_recorded_identity`)."""
+    want = _recorded_identity(run)
+    if want is None:
+        return
+    have = synthetic_identity(source.root)
+    if have != want:
+        found = (f"the synthetic data at {source.root} is other data ({_describe(have)})"
+                 if have is not None else f"{source.root} holds no synthetic data")
+        raise _substitute(run, found, use)
+
+
+def _regenerated_run_data(run: Run, log, use: str) -> DataSource:
+    """A run's synthetic data generated again from its profile and seed (generation is
+    deterministic: the same settings give the same bytes), when that is the data the run
+    recorded; refused, before generating anything, when the profile's settings differ."""
+    prof = resolve_profile(run.profile)
+    want = _recorded_identity(run)
+    if want is not None:
+        n = synthetic_settings(prof, run.dataset).get("n")
+        if (n, run.seed) != (want.get("n"), want.get("seed")):
+            raise _substitute(run, f"that folder is not there now, and the synthetic data of its "
+                                   f"profile {run.profile!r} and seed would be other data "
+                                   f"(n {n}, seed {run.seed})", use)
+    source = resolve_data(run.dataset, None, run.profile, run.seed, prof, log=log)
+    check_run_data(run, source, use)
+    return source
+
+
+def _recorded_source(run: Run) -> Optional[DataSource]:
+    """The run's data at the folder its checkpoint records, when that folder is there and (for
+    synthetic data the run recorded) still holds that data; else None."""
+    root = _recorded_root(run)
+    if root is None or not root.is_dir():
+        return None
+    want = _recorded_identity(run)
+    if want is not None and synthetic_identity(root) != want:
+        return None  # regenerated in place with other settings since
+    return DataSource(run.dataset, root, run.data)
+
+
+def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log,
+                use: str = SPLIT_ROWS["test"]) -> DataSource:
     if dataset is None:
         if run is None:
             raise ValueError("give a dataset (freihand, ho3d or dexycb) or a run")
@@ -340,10 +424,11 @@ def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> D
     dataset = check_dataset(dataset)
     if data_root not in (None, ""):
         return resolve_data(dataset, data_root, log=log)
-    if run is not None and dataset == run.dataset:
-        root = _recorded_root(run)
-        if root is not None and root.is_dir():
-            return DataSource(dataset, root, run.data)
+    own = run is not None and dataset == run.dataset
+    if own:
+        recorded = _recorded_source(run)
+        if recorded is not None:
+            return recorded
     prof = run.profile if run is not None else profile
     s = run.seed if run is not None else seed
     if run is not None and run.imported:
@@ -353,18 +438,27 @@ def _source_for(dataset, data_root, run: Optional[Run], profile, seed, log) -> D
         raise ValueError(f"the run was trained on real {run.dataset} data at "
                          f"{run.checkpoint.get('data_root')}, which is not there now: give "
                          f"--data-root")
+    if own:  # no data given: the run's own is meant, and nothing else may stand in for it
+        return _regenerated_run_data(run, log, use)
     return resolve_data(dataset, None, prof, s, resolve_profile(prof), log=log)
 
 
 def run_training_source(run: Run, log=_log, fallback: Optional[DataSource] = None) -> DataSource:
     """The data a run was trained on (regenerating its synthetic data if it was removed).
 
+    Synthetic data the run recorded is recognised by its identity, wherever it is: ``fallback``
+    (the data being evaluated, e.g. the run's data moved and given with --data-root) serves
+    when it is that data; other data never stands in for it (:class:`RunDataMismatchError`).
     Imported weights were trained elsewhere on the whole training split of their dataset: for
-    them the training split of ``fallback`` (the data being evaluated) stands in, when it is of
-    the same dataset."""
+    them the training split of ``fallback`` stands in, when it is of the same dataset."""
+    recorded = _recorded_source(run)
+    if recorded is not None:
+        return recorded
+    if (_recorded_identity(run) is not None and fallback is not None
+            and fallback.dataset == run.dataset
+            and synthetic_identity(fallback.root) == _recorded_identity(run)):
+        return fallback
     root = _recorded_root(run)
-    if root is not None and root.is_dir():
-        return DataSource(run.dataset, root, run.data)
     if run.imported:
         if fallback is not None and fallback.dataset == run.dataset:
             return fallback
@@ -374,8 +468,7 @@ def run_training_source(run: Run, log=_log, fallback: Optional[DataSource] = Non
     if run.data == "real":
         raise ValueError(f"the run was trained on real {run.dataset} data at {root}, which is not "
                          f"there now")
-    return resolve_data(run.dataset, None, run.profile, run.seed, resolve_profile(run.profile),
-                        log=log)
+    return _regenerated_run_data(run, log, TRAINING_ROWS)
 
 
 def run_rows(run: Run, ds):
@@ -426,9 +519,13 @@ def _split_dataset(run: Optional[Run], source: DataSource, split: str, input_siz
         raise ValueError(f"split 'val' is a run's held-out training rows; {run.path} holds "
                          f"imported weights, which have none: evaluate split 'test' (or 'train' "
                          f"of other data)")
-    if source.dataset != run.dataset or source.root != run_training_source(run).root:
+    if source.dataset != run.dataset or (_recorded_identity(run) is None
+                                         and source.root != run_training_source(run).root):
         raise ValueError("split 'val' is the run's own held-out rows: evaluate it on the run's "
                          "own dataset and data (or use split 'train' on other data)")
+    # the held-out rows are rows of the run's data only: other synthetic data (regenerated, or
+    # another folder) would hold other samples under the same row numbers
+    check_run_data(run, source, SPLIT_ROWS["val"])
     _, rows_val = run_rows(run, ds)
     if len(rows_val) == 0:
         raise ValueError(f"{run.path}: the run held out no validation rows (val_fraction "
@@ -450,7 +547,7 @@ def constants_line(report: Dict[str, Any]) -> str:
 def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: str = "test",
              out=None, which: str = "last", device: Optional[str] = None,
              batch_size: int = 32, num_workers: int = 0, baseline: bool = True,
-             verbose: bool = True) -> Dict[str, Any]:
+             verbose: bool = True, overwrite: bool = False) -> Dict[str, Any]:
     """Evaluate a trained run with the dataset's official protocol.
 
     Args:
@@ -463,12 +560,22 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
             held-out training rows) or "train" (a whole training split, e.g. of synthetic data of
             another seed: unseen hands with ground truth); no submission for the last two.
         out: the output folder (default ``<run>/eval/<dataset>-<split>-<which>``, with the data
-            folder's name appended when it is not the run's own data).
+            folder's name appended when it is not the run's own data). In a folder given here,
+            an existing ``metrics.json`` or submission file is refused unless ``overwrite``; the
+            default folder is the run's own and is refreshed.
         which: "last" or "best" checkpoint of a run folder.
         device: "cpu", "cuda", ... (None: CUDA when available).
         batch_size, num_workers: of the evaluation loader.
         baseline: also score the two constants (mean pose, mean articulation) on the same
             samples (``metrics.json`` keys ``baseline`` and ``baseline_mean_articulation``).
+        overwrite: replace ``metrics.json`` and the submission file in ``out``.
+
+    Raises:
+        handssca.utils.OutputExistsError: an output file exists in ``out`` and not
+            ``overwrite``.
+        RunDataMismatchError: no ``data_root`` was given and the data found for the run (its
+            folder moved or regenerated) is not the data it was trained on; or split "val" on
+            data that is not the run's.
 
     Returns:
         the content of ``metrics.json``: "metrics" (None when the split has no ground truth),
@@ -479,7 +586,17 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     run = _as_run(checkpoint, which, device)
-    source = _source_for(dataset, data_root, run, run.profile, run.seed, log)
+    source = _source_for(dataset, data_root, run, run.profile, run.seed, log, SPLIT_ROWS[split])
+    if out is None:
+        name = f"{source.dataset}-{split}-{which}"
+        own = _recorded_root(run)
+        if own is None or source.root != own:
+            name += f"-{source.root.name}"
+        out = run.path / EVAL_DIR / name
+    elif not overwrite:  # a folder the user chose: checked before the work, not after it
+        refuse_existing([Path(out) / "metrics.json"]
+                        + ([Path(out) / SUBMISSION_FILES[source.dataset]] if split == "test"
+                           else []))
     dev = run.device
     ds = _split_dataset(run, source, split, run.input_size, run.model.hand_model)
     kind = "SYNTHETIC " if source.kind == "synthetic" else "real "
@@ -491,12 +608,6 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     if gt is not None:
         metrics = protocol_metrics(source.dataset, ds, res, res["joints"], res["vertices"], gt,
                                    split == "test")
-    if out is None:
-        name = f"{source.dataset}-{split}-{which}"
-        own = _recorded_root(run)
-        if own is None or source.root != own:
-            name += f"-{source.root.name}"
-        out = run.path / EVAL_DIR / name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     submission = None

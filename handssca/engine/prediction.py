@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..utils import atomic_path, write_json_atomic
+from ..utils import atomic_path, refuse_existing, write_json_atomic
 from .runs import Run, load_run
 
 #: the box is enlarged by this factor about its centre (the training crops' factor)
@@ -170,9 +170,18 @@ def _stem_for(path, used: set) -> str:
     return name
 
 
+def _output_files(out: Path, stem: str, overlay: bool) -> Dict[str, Path]:
+    """The files :func:`predict` writes for the image named ``stem``."""
+    files = {"obj": out / f"{stem}.obj", "ply": out / f"{stem}.ply", "json": out / f"{stem}.json"}
+    if overlay:
+        files["overlay"] = out / f"{stem}_overlay.png"
+    return files
+
+
 def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left: bool = False,
             which: str = "last", device: Optional[str] = None, focal: Optional[float] = None,
-            overlay: bool = True, verbose: bool = True) -> List[Dict[str, Any]]:
+            overlay: bool = True, verbose: bool = True,
+            overwrite: bool = False) -> List[Dict[str, Any]]:
     """Reconstruct the hand in each image and write mesh, JSON and overlay files.
 
     Args:
@@ -186,6 +195,8 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
         device: "cpu", "cuda", ... (None: CUDA when available).
         focal: the camera's focal length in pixels (None: max(W, H) is assumed).
         overlay: also render the mesh over the image (pyrender).
+        overwrite: replace output files of the same names in ``out`` (otherwise refused,
+            before anything is computed or written).
 
     Returns:
         one dict per image: the written files ("obj", "ply", "json", "overlay") and the JSON's
@@ -205,18 +216,21 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
             raise FileNotFoundError(f"image not found: {p}")
     for p in paths:  # and before decoding any image: each header's size within the bound
         image_size(p)
-    run = checkpoint if isinstance(checkpoint, Run) else load_run(checkpoint, which, device)
     out = Path(out)
+    used: set = set()
+    stems = [_stem_for(path, used) for path in paths]
+    if not overwrite:  # before loading the network: nothing of the user's is replaced
+        refuse_existing(f for stem in stems for f in _output_files(out, stem, overlay).values())
+    run = checkpoint if isinstance(checkpoint, Run) else load_run(checkpoint, which, device)
     out.mkdir(parents=True, exist_ok=True)
     from ..hand.joints import FREIHAND_JOINT_NAMES
 
-    results, used = [], set()
+    results = []
     if bbox is None:
         log("[predict] no --bbox given: using the whole image as the hand's crop")
-    for path in paths:
+    for path, stem in zip(paths, stems):
         r = predict_image(run, path, bbox, left, focal)
-        stem = _stem_for(path, used)
-        files = {"obj": out / f"{stem}.obj", "ply": out / f"{stem}.ply", "json": out / f"{stem}.json"}
+        files = _output_files(out, stem, overlay)
         mesh = trimesh.Trimesh(r["vertices"], r["faces"], process=False)
         for key in ("obj", "ply"):
             with atomic_path(files[key], suffix="." + key) as tmp:
@@ -224,7 +238,6 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
         if overlay:
             from ..render import overlay_mesh
 
-            files["overlay"] = out / f"{stem}_overlay.png"
             img = overlay_mesh(r["image"], r["vertices"], r["faces"], r["K"])
             with atomic_path(files["overlay"], suffix=".png") as tmp:
                 if not cv2.imwrite(str(tmp), np.ascontiguousarray(img[:, :, ::-1])):

@@ -21,7 +21,13 @@ last checkpoint and, on the CPU, reproduces the uninterrupted run's losses exact
 
 Reuse: a run folder whose ``run.json`` says "complete" with the same configuration fingerprint
 is returned as it is (the chapters share runs this way); another configuration in the same
-folder is refused, naming the first difference.
+folder is refused, naming the first difference, unless the folder's run never completed an
+epoch (a start that failed, e.g. on an empty data folder: nothing trained is lost by replacing
+it).
+
+One writer per folder: a run is written only under the folder's lock (:mod:`.runlock`,
+``<run>/.lock``); a second ``train`` into a folder in use is refused with the holder's PID.
+Reusing a finished run only reads it and takes no lock.
 """
 from __future__ import annotations
 
@@ -41,13 +47,14 @@ from torch.utils.data import DataLoader
 from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
 from ..utils import environment_info, git_commit, progress, repo_root, write_json_atomic
 from . import checkpoint as ckpt
-from .datasets import (EpochAugmented, EpochSampler, Unaugmented, collate, memoise_annotations,
-                       memoise_images,
-                       open_dataset, resolve_data, train_val_split)
+from .datasets import (SYNTH_IDENTITY_KEYS, EpochAugmented, EpochSampler, Unaugmented, collate,
+                       memoise_annotations, memoise_images, open_dataset, resolve_data,
+                       synthetic_identity, train_val_split)
 from .factory import imagenet_weights_record, init_mean_hand, network_config, parameter_count
 from .profiles import Profile, check_dataset, resolve_profile, training_config
 from .randomness import derive_seed, seed_epoch, seed_everything, worker_init_fn
 from .runlog import TensorBoard, write_log
+from .runlock import LOCK_FILE, run_lock
 from .runtime import autocast, device_name, pick_device, prepare_model, to_device
 
 RUN_FILE = "run.json"
@@ -115,12 +122,10 @@ def build_config(dataset: str, attention: str, profile: Profile, seed: int, sour
     # synthetic data are named by (style, profile, seed): the folder may move with the project
     data["root"] = source.root.name if source.kind == "synthetic" else str(source.root)
     if source.kind == "synthetic":
-        from ..data.files import read_synth_info
-
-        info = read_synth_info(source.root) or {}
-        # what the data is, not only where: regenerated data of other settings is another run
-        data["synthetic"] = {k: info.get(k) for k in ("style", "seed", "n", "options",
-                                                       "generator_version")}
+        # what the data is, not only where: regenerated data of other settings is another run,
+        # and evaluation recognises the run's own data by it (wherever the folder is then)
+        data["synthetic"] = (synthetic_identity(source.root)
+                             or dict.fromkeys(SYNTH_IDENTITY_KEYS))
     train = {k: v for k, v in train_cfg.items() if k not in RUNTIME_KEYS}
     if train.get("imagenet_weights"):
         train["imagenet_weights"] = imagenet_weights_record(train["imagenet_weights"])
@@ -143,13 +148,19 @@ def read_run(run) -> dict:
     return json.loads(p.read_text())
 
 
-def _check_existing(out: Path, config: dict, fp: str) -> Optional[dict]:
-    """Validate an existing run folder against ``config``; returns its run.json (or None)."""
+def _has_checkpoint(out: Path) -> bool:
+    """Whether a run folder holds a completed epoch (its ``checkpoints/last.json``)."""
+    return (ckpt.checkpoint_dir(out) / "last.json").exists()
+
+
+def _check_existing(out: Path, config: dict, fp: str, log=None) -> Optional[dict]:
+    """Validate an existing run folder against ``config``; returns its run.json (or None when
+    the folder is new, empty, or holds only a start that never completed an epoch)."""
     if not out.exists():
         return None
     p = out / RUN_FILE
     if not p.exists():
-        if any(out.iterdir()):
+        if any(child.name != LOCK_FILE for child in out.iterdir()):
             raise ValueError(f"{out} exists and is not a run folder (no {RUN_FILE}); choose "
                              f"another --out")
         return None
@@ -158,6 +169,13 @@ def _check_existing(out: Path, config: dict, fp: str) -> Optional[dict]:
         diff = ckpt.first_difference(run.get("config", {}), json.loads(json.dumps(config)))
         what = (f"{diff[0]} is {diff[1]!r} there but {diff[2]!r} now" if diff
                 else "the fingerprints differ")
+        # a start that failed before its first checkpoint (no data in --data-root, a typo in a
+        # setting) holds no trained epoch: the corrected configuration may take the folder over
+        if run.get("status") != "complete" and not _has_checkpoint(out):
+            if log is not None:
+                log(f"[train] {out} holds a start of another configuration that never completed "
+                    f"an epoch ({what}): starting this configuration there")
+            return None
         raise RunConfigMismatchError(
             f"{out} holds a run of another configuration ({what}); choose another --out, or "
             f"delete that folder to retrain")
@@ -298,6 +316,11 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         a :class:`RunSummary`: "run" (folder), "status", "reused", "data" ("real" or
         "synthetic"), "epochs", "final" (last epoch's record), "best" (best validation record or
         None), "seconds", "seconds_per_epoch", "parameters", "device", ...
+
+    Raises:
+        RunConfigMismatchError: ``out`` holds a run of another configuration with at least one
+            completed epoch.
+        handssca.engine.runlock.RunFolderInUseError: another process is writing into ``out``.
     """
     log = _log if verbose else (lambda msg: None)
     dataset = check_dataset(dataset)
@@ -325,24 +348,36 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     out = Path(out) if out else default_run_dir(dataset, source.kind, attention, prof.get("name"),
                                                 seed, fp)
     out = out.expanduser().resolve()
+    # a finished run is reused without the lock: reading it needs none, and several chapters
+    # (or processes) may share it at once
     existing = _check_existing(out, config, fp)
     if existing and existing.get("status") == "complete":
-        log(f"[train] reusing the finished run {out} (same configuration, fingerprint {fp})")
-        return RunSummary(dict(existing["summary"], reused=True, run=str(out)))
-    last_json = ckpt.checkpoint_dir(out) / "last.json"
-    resuming = existing is not None and last_json.exists()
-    if resuming and not resume:
-        raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
-                           f"{json.loads(last_json.read_text()).get('epoch')}); pass resume=True "
-                           f"(--resume) to continue it, or choose another --out")
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
-        torch.set_num_threads(train_cfg["cpu_threads"])
-    try:
-        return _run(out, config, fp, prof, train_cfg, network, source, hand_model, dev, seed,
-                    resuming, callback, log, tensorboard)
-    finally:
-        torch.set_num_threads(threads)
+        return _reused(out, existing, fp, log)
+    with run_lock(out):
+        # checked again under the lock: another process may have finished or started the run
+        existing = _check_existing(out, config, fp, log)
+        if existing and existing.get("status") == "complete":
+            return _reused(out, existing, fp, log)
+        last_json = ckpt.checkpoint_dir(out) / "last.json"
+        resuming = existing is not None and last_json.exists()
+        if resuming and not resume:
+            raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
+                               f"{json.loads(last_json.read_text()).get('epoch')}); pass "
+                               f"resume=True (--resume) to continue it, or choose another --out")
+        threads = torch.get_num_threads()
+        if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
+            torch.set_num_threads(train_cfg["cpu_threads"])
+        try:
+            return _run(out, config, fp, prof, train_cfg, network, source, hand_model, dev, seed,
+                        resuming, callback, log, tensorboard)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _reused(out: Path, existing: dict, fp: str, log) -> RunSummary:
+    """The summary of a finished run that is reused as it is."""
+    log(f"[train] reusing the finished run {out} (same configuration, fingerprint {fp})")
+    return RunSummary(dict(existing["summary"], reused=True, run=str(out)))
 
 
 def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: dict, source,

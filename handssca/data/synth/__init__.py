@@ -27,8 +27,9 @@ Each style's module docstring states its layout and every decision the real form
 Generation is deterministic (the same arguments give the same bytes; each sample draws from its
 own random stream seeded by (seed, its index)), writes nothing outside ``out``, writes every file
 atomically, and resumes a killed run (a rerun with the same arguments skips finished samples).
-A folder holding another synthetic dataset is refused unless ``overwrite``; a non-empty folder
-that is not a synthetic dataset is always refused.
+A folder holding another synthetic dataset is refused unless ``overwrite``, which deletes only
+the files the generator listed as its own (``synth_files.txt``) and refuses a folder holding
+any other file; a non-empty folder that is not a synthetic dataset is always refused.
 """
 from __future__ import annotations
 

@@ -7,6 +7,10 @@ come from OpenCV with fixed parameters, ``.npz`` archives are written with fixed
 (``numpy.savez`` stamps the current time), pickles with protocol 2, YAML and JSON with fixed key
 order. ``synth_info.json`` holds no time or path.
 
+Ownership: every file the generator writes is listed in ``synth_files.txt`` before it is written
+(and the list is rewritten sorted at the end, so its bytes too depend only on the arguments);
+``overwrite`` deletes only the listed files, and refuses a folder that holds anything else.
+
 Resumption: a work unit (one sample, one frame, or one DexYCB frame seen by all its cameras)
 writes its files atomically (a temporary file, then a rename), then a small record
 ``.synth_partial/<unit>.json``. A rerun with the same arguments skips units whose record exists;
@@ -17,8 +21,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
-import shutil
+import re
 import time
 import zipfile
 from collections import defaultdict
@@ -38,6 +43,8 @@ GENERATOR = "handssca.data.synth"
 GENERATOR_VERSION = "2.1"
 INFO_FILE = "synth_info.json"
 PARTIAL_DIR = ".synth_partial"
+#: the files the generator wrote into the folder, one "/"-separated relative path a line
+MANIFEST_FILE = "synth_files.txt"
 STAGES = ("pose", "render", "compose", "encode", "write")
 
 
@@ -145,16 +152,61 @@ class Timer:
             self.totals[stage] += time.perf_counter() - t
 
 
+class Manifest:
+    """The list of the files the generator wrote into a folder (:data:`MANIFEST_FILE`).
+
+    A name is appended before its file is written, so a generation killed at any moment leaves
+    none of its files unlisted (a listed name whose file never came is harmless); a resumed
+    generation appends to the same list. :meth:`finish` rewrites it sorted and without
+    repeats."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.path = self.root / MANIFEST_FILE
+        self._listed: Optional[set] = None  # read at the first use: after the folder's checks
+
+    def listed(self) -> set:
+        """The names listed so far (by this generation and any it resumes)."""
+        if self._listed is None:
+            self._listed = set(read_manifest(self.root) or ())
+        return self._listed
+
+    def claim(self, rel: str) -> None:
+        """List the file ``rel`` ("/"-separated, relative to the folder) as the generator's."""
+        if rel in self.listed():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(rel + "\n")
+        self._listed.add(rel)
+
+    def finish(self) -> None:
+        """Rewrite the list sorted, one name once (atomically)."""
+        write_text(self.path, "".join(name + "\n" for name in sorted(self.listed())))
+
+
+def read_manifest(root: Path) -> Optional[list]:
+    """The names listed in a folder's :data:`MANIFEST_FILE`, or None when it has none."""
+    try:
+        text = (Path(root) / MANIFEST_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return [line for line in text.splitlines() if line]
+
+
 class FileWriter:
-    """Encodes and writes a unit's files, timing the two apart."""
+    """Encodes and writes a unit's files, timing the two apart, and lists each one in the
+    folder's :class:`Manifest` first."""
 
     def __init__(self, root: Path, timer: Timer):
         self.root = Path(root)
         self.timer = timer
+        self.manifest = Manifest(self.root)
 
     def bytes(self, rel: str, data: bytes) -> None:
         """Write bytes to ``root / rel`` atomically ("write" stage)."""
         with self.timer("write"):
+            self.manifest.claim(rel)
             write_bytes(self.root / rel, data)
 
     def encoded(self, rel: str, encode, *args, **kwargs) -> None:
@@ -277,12 +329,79 @@ def prepare_folder(out: Path, identity: dict, overwrite: bool) -> bool:
         raise FileExistsError(
             f"synth: {out} holds another synthetic dataset ({have}, hand model {hm[0]!r}) than the one asked "
             f"for ({want}, hand model {hm[1]!r}); pass --overwrite (overwrite=True) to replace it")
-    for child in out.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    remove_generated(out)
     return False
+
+
+#: what an atomic write leaves behind when killed: ".<name>.<8 characters of mkstemp>.tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+#: a unit's record in PARTIAL_DIR (:func:`partial_path`)
+_RECORD_NAME = re.compile(rf"^{re.escape(PARTIAL_DIR)}/\d{{8}}\.json$")
+
+
+def _is_generated(rel: str, listed: set) -> bool:
+    """Whether the file ``rel`` (relative, "/"-separated) is the generator's: listed, its
+    bookkeeping, or the temporary file of a listed one."""
+    if rel in listed or rel in (INFO_FILE, MANIFEST_FILE) or _RECORD_NAME.match(rel):
+        return True
+    parent, _, name = rel.rpartition("/")
+    m = _TEMP_NAME.match(name)
+    if m is None:
+        return False
+    target = f"{parent}/{m['name']}" if parent else m["name"]
+    return target in listed or target in (INFO_FILE, MANIFEST_FILE) or bool(_RECORD_NAME.match(target))
+
+
+def _folder_entries(out: Path) -> list:
+    """Every file and symbolic link under ``out`` (links to folders are not followed), as
+    "/"-separated paths relative to ``out``."""
+    entries = []
+    for folder, dirs, files in os.walk(out):
+        base = Path(folder).relative_to(out)
+        links = [d for d in dirs if (Path(folder) / d).is_symlink()]
+        entries += [(base / name).as_posix() for name in files + links]
+    return sorted(entries)
+
+
+def remove_generated(out: Path) -> None:
+    """Delete the synthetic dataset in ``out``: the files its :data:`MANIFEST_FILE` lists, its
+    bookkeeping, and the folders left empty by that.
+
+    A file the generator did not write makes this refuse, deleting nothing: left in place it
+    would be mixed silently into the new dataset (an image in ``training/rgb/`` that the
+    annotations do not describe), and deleting it would lose the user's work. A folder
+    without the list (written before the generator kept one) is refused as a whole, since its
+    files cannot be told from files added since.
+
+    Raises:
+        FileExistsError: the folder holds files the generator did not write, or no list.
+    """
+    listed = read_manifest(out)
+    if listed is None:
+        raise FileExistsError(
+            f"synth: {out} holds a synthetic dataset without the list of its files "
+            f"({MANIFEST_FILE}; written by an earlier version of the generator), so files added "
+            f"to it since cannot be told apart and --overwrite deletes nothing: delete the "
+            f"folder yourself, or choose another folder")
+    listed = set(listed)
+    entries = _folder_entries(out)
+    foreign = [rel for rel in entries if not _is_generated(rel, listed)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"synth: {out} holds {len(foreign)} file(s) the generator did not write ({shown}); "
+            f"--overwrite deletes only the generator's own files and will not mix others into a "
+            f"new dataset: move them out of the folder, or choose another folder")
+    folders = set()
+    for rel in entries:
+        (out / rel).unlink()
+        folders.update(Path(rel).parents)
+    # deepest first; a folder that still holds something (a user's empty folder in it) stays
+    for rel in sorted(folders - {Path(".")}, key=lambda f: len(f.parts), reverse=True):
+        try:
+            (out / rel).rmdir()
+        except OSError:
+            pass
 
 
 def write_info(out: Path, info: dict) -> None:

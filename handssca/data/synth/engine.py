@@ -12,8 +12,8 @@ import numpy as np
 
 from handssca.utils import atomic_path, progress
 
-from .common import (GENERATOR, GENERATOR_VERSION, INFO_FILE, PARTIAL_DIR, FileWriter, SynthResult, Timer, Unit,
-                     json_compact, load_record, occlusion_summary, prepare_folder, read_info, save_record,
+from .common import (GENERATOR, GENERATOR_VERSION, INFO_FILE, PARTIAL_DIR, FileWriter, Manifest, SynthResult, Timer,
+                     Unit, json_compact, load_record, occlusion_summary, prepare_folder, read_info, save_record,
                      write_info)
 from .scene import HandPoser
 
@@ -60,12 +60,15 @@ class StyleWriter:
         return {"units": len(records)}
 
 
-def write_json_lists(paths: dict, records) -> None:
+def write_json_lists(paths: dict, records, manifest: Optional[Manifest] = None) -> None:
     """Write several JSON lists at once, item by item (compact), atomically, without holding them
-    in memory: list ``key`` of ``paths`` gets ``record[key]`` of every record, in order."""
+    in memory: list ``key`` of ``paths`` gets ``record[key]`` of every record, in order. Each
+    path is listed in ``manifest`` (the folder's list of generated files) first."""
     with contextlib.ExitStack() as stack:
         handles = {}
         for key, path in paths.items():
+            if manifest is not None:
+                manifest.claim(Path(path).relative_to(manifest.root).as_posix())
             tmp = stack.enter_context(atomic_path(path))
             handles[key] = stack.enter_context(open(tmp, "w"))
             handles[key].write("[")
@@ -109,8 +112,10 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
         toolkit_layout: DexYCB only: write the layout the official toolkit reads as it is (10
             subjects x 100 sequences, 8 cameras; n a multiple of 8, at least 8000), instead of the
             compact one (:mod:`.dexycb`).
-        overwrite: replace a synthetic dataset of other arguments found in ``out`` (a folder that
-            is not a synthetic dataset is never cleared).
+        overwrite: replace a synthetic dataset of other arguments found in ``out``: only the
+            files its generation wrote (``synth_files.txt``) are deleted, and a folder holding
+            any other file is refused (a folder that is not a synthetic dataset is never
+            cleared).
         hand: None (the real MANO when installed, else the procedural hand), "mano" or "procedural".
         show_progress: a progress bar (default: when someone watches, ``handssca.utils.progress``).
 
@@ -176,6 +181,7 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
             "occlusion": {"definition": "1 - visible hand pixels / pixels of the hand rendered alone, per image",
                           **occlusion_summary(samples)},
             "samples": samples}
+    writer.files.manifest.finish()
     write_info(out, info)
     shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     seconds = time.perf_counter() - t_start

@@ -170,7 +170,7 @@ class FreiHANDWriter(StyleWriter):
         fields = ("K", "mano", "xyz", "verts", "scale")
         for split, lo, hi in (("training", 0, self.n), ("evaluation", self.n, self.n + self.n_eval)):
             write_json_lists({f: self.out / f"{split}_{f}.json" for f in fields},
-                             (load(j)["annotation"] for j in range(lo, hi)))
+                             (load(j)["annotation"] for j in range(lo, hi)), self.files.manifest)
 
     def counts(self, records: list) -> dict:
         """Ids, images and masks per split, and samples with a held object."""

@@ -323,7 +323,8 @@ class HO3DWriter(StyleWriter):
         first = len(lines["train"])
         with self.timer("write"):
             write_json_lists({"xyz": self.out / "evaluation_xyz.json", "verts": self.out / "evaluation_verts.json"},
-                             (load(i)["annotation"] for i in range(first, first + len(lines["evaluation"]))))
+                             (load(i)["annotation"] for i in range(first, first + len(lines["evaluation"]))),
+                             self.files.manifest)
 
     def counts(self, records: list) -> dict:
         """Sequences and frames per split."""
