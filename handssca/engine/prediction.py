@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..utils import atomic_path, write_json_atomic
+from ..utils import atomic_path, require_folder, write_json_atomic
 from .runs import Run, load_run
 
 #: the box is enlarged by this factor about its centre (the training crops' factor)
@@ -40,13 +40,23 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def require_image_file(path) -> Path:
+    """``path`` as a Path; FileNotFoundError when nothing is there, ValueError when it is a
+    folder (an image file is expected; the message shows how to pass a folder's images)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; expected image files (PNG, JPEG, ...): pass the "
+                         f"images themselves, e.g. {p / '*.png'}")
+    if not p.is_file():
+        raise FileNotFoundError(f"image not found: {p}")
+    return p
+
+
 def read_rgb(path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file."""
     import cv2
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image not found: {p}")
+    p = require_image_file(path)
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"{p} is not an image OpenCV can read (expected PNG, JPEG, ...)")
@@ -195,10 +205,9 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
     if not paths:
         raise ValueError("no image given")
     for p in paths:  # fail before loading the network
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"image not found: {p}")
+        require_image_file(p)
+    out = require_folder(out, "--out", "a folder for the outputs")
     run = checkpoint if isinstance(checkpoint, Run) else load_run(checkpoint, which, device)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     from ..hand.joints import FREIHAND_JOINT_NAMES
 
