@@ -178,6 +178,15 @@ def test_truncated_safetensors_without_hash_names_the_file(tmp_path, hand, capsy
     assert f"{weights} is damaged" in _one_error_line(capsys)
 
 
+def test_damaged_run_log_names_the_file_and_line(tmp_path):
+    from handssca.engine.runlog import read_log
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "loss": 2.5}\n{"epoch": 2, "lo\n')
+    with pytest.raises(DamagedFileError, match=r"metrics\.jsonl is damaged: line 2 is not valid "
+                                               r"JSON.*Delete the file"):
+        read_log(tmp_path)
+
+
 class _NotATensor:
     """An object torch's safe loader refuses."""
 

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import DamagedFileError, read_json
 from ..report.verdict import verdict
 from ..utils import progress, write_json_atomic
 from .checkpoint import sha256_file
@@ -399,8 +400,11 @@ def run_training_mean(run: Run, hand_model=None, log=_log,
     cache = Path(run.path) / MEAN_FILE
     key = {"data_root": str(source.root), "fingerprint": run.checkpoint.get("fingerprint")}
     if cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == key:
+        try:
+            saved = read_json(cache)
+        except DamagedFileError:
+            saved = {}  # a damaged cache is computed again (and rewritten) below
+        if isinstance(saved, dict) and saved.get("key") == key:
             return {k: (np.asarray(v) if isinstance(v, list) else v)
                     for k, v in saved["mean"].items()}
     ds = open_dataset(source, "train", run.input_size, train=False,
