@@ -27,7 +27,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -35,6 +34,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from handssca.hand.joints import FREIHAND_TO_HO3D, HO3D_TO_FREIHAND, OPENGL_TO_OPENCV
+from handssca.utils import atomic_path
 
 __all__ = [
     "FREIHAND_EVAL_SIZE",
@@ -88,20 +88,14 @@ def _rounded(arr: np.ndarray, decimals: int | None) -> np.ndarray:
 
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Run ``write(binary_file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    """Run ``write(binary_file)`` on a temporary file next to ``path``, then rename it to ``path``
+    (:func:`handssca.utils.atomic_path`: a full disk names ``path``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

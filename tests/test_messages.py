@@ -12,6 +12,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,15 +97,27 @@ def test_divergence_names_the_step_the_loss_and_what_to_do(data_root, tmp_path, 
 # ---------------------------------------------------------------------------------------------
 # a full disk
 # ---------------------------------------------------------------------------------------------
+def _no_space_oserror():
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def _no_space_safetensors():
+    from safetensors import SafetensorError
+
+    return SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                           'message: "No space left on device" })')
+
+
+@pytest.mark.parametrize("error", [_no_space_oserror, _no_space_safetensors])
 def test_full_disk_on_weights_names_the_file_and_keeps_the_last_checkpoint(tmp_path, hand,
-                                                                           monkeypatch):
+                                                                           monkeypatch, error):
     import safetensors.torch
 
     last = _run_with_checkpoint(tmp_path, hand)
     before = last.read_bytes()
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error()
 
     monkeypatch.setattr(safetensors.torch, "save_file", full)
     model = _tiny(hand)
@@ -131,6 +144,22 @@ def test_full_disk_in_torch_save_names_the_state_file(tmp_path, hand, monkeypatc
                               state={"epoch": 2})
     assert json.loads((tmp_path / "checkpoints" / "last.json").read_text())["epoch"] == 1
     assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary file left
+
+
+def test_full_disk_on_a_submission_names_it_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import handssca.submit as submit
+
+    joints, verts = np.zeros((2, 21, 3)), np.zeros((2, 778, 3))
+    path = submit.write_freihand_pred(tmp_path / "pred.json", joints, verts)
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(submit.os, "fsync", full)
+    with pytest.raises(DiskFullError, match=r"pred\.json: the disk is full"):
+        submit.write_freihand_pred(path, joints + 1, verts)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
 
 
 def test_full_disk_during_train_is_one_line(data_root, tmp_path, monkeypatch, capsys):

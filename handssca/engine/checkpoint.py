@@ -258,8 +258,8 @@ def resolve_checkpoint(path: PathLike, which: str = "last") -> Tuple[Path, dict]
         raise FileNotFoundError(f"checkpoint not found: {p} (expected a run folder, a checkpoint "
                                 f"JSON or a .safetensors file)")
     rec = read_checkpoint_json(js)
-    if not isinstance(rec, dict) or rec.get("format") != FORMAT or "weights" not in rec or not ("network" in rec
-                                                                   or "spec" in rec):
+    if (not isinstance(rec, dict) or rec.get("format") != FORMAT or "weights" not in rec
+            or not ("network" in rec or "spec" in rec)):
         raise ValueError(f"{js} is not a HandSSCA checkpoint description (format {FORMAT!r})")
     weights = js.parent / rec["weights"]
     if not weights.exists():
