@@ -278,6 +278,16 @@ def test_network_names_dtype_batch_and_nan(hand):
         model(x)
     with torch.no_grad():  # a good batch still runs
         assert model(torch.zeros(1, 3, 128, 128))["vertices"].shape == (1, 778, 3)
+    # the value test is left out while torch.compile records a graph: no graph break
+    import torch._dynamo
+
+    def checked(images):
+        model.check_images(images)
+        return images * 2
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(checked)(torch.zeros(1, 3, 128, 128))
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
 
 
 # ---------------------------------------------------------------------------------------------
