@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch._dynamo
 
 from handssca.__main__ import main as cli
 from handssca.engine import checkpoint as ckpt
@@ -279,8 +280,6 @@ def test_network_names_dtype_batch_and_nan(hand):
     with torch.no_grad():  # a good batch still runs
         assert model(torch.zeros(1, 3, 128, 128))["vertices"].shape == (1, 778, 3)
     # the value test is left out while torch.compile records a graph: no graph break
-    import torch._dynamo
-
     def checked(images):
         model.check_images(images)
         return images * 2
