@@ -76,8 +76,11 @@ def test_lr_must_be_positive_and_finite(lr, monkeypatch, capsys, home):
         _one_error_line(capsys)
 
 
-def test_divergence_names_the_step_the_loss_and_what_to_do(data_root, tmp_path, monkeypatch,
-                                                           capsys):
+@pytest.mark.parametrize("each_step, where", [(True, "at step 1 (epoch 1, batch 1)"),
+                                              (False, "in epoch 1")])  # False: as on a GPU
+def test_divergence_names_the_step_the_loss_and_what_to_do(each_step, where, data_root, tmp_path,
+                                                           monkeypatch, capsys):
+    import handssca.engine.trainer as trainer
     from handssca.models.network import HandSSCA
 
     real = HandSSCA.compute_loss
@@ -88,9 +91,10 @@ def test_divergence_names_the_step_the_loss_and_what_to_do(data_root, tmp_path, 
         return terms
 
     monkeypatch.setattr(HandSSCA, "compute_loss", nan_loss)
+    monkeypatch.setattr(trainer, "check_every_step", lambda device: each_step, raising=False)
     assert cli(["train", *SMOKE, "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
     err = _one_error_line(capsys)
-    assert "training diverged: the loss is nan at step 1 (epoch 1, batch 1)" in err
+    assert f"training diverged: the loss is nan {where};" in err
     assert "Lower the learning rate (--lr, now 0.001" in err and str(data_root) in err
     assert "contains NaN" not in err
 

@@ -266,6 +266,14 @@ def validate(model, raw_model, loader, device, amp, weights) -> dict:
             "val_samples": n}
 
 
+def check_every_step(device: torch.device) -> bool:
+    """Whether the loss is checked for NaN/Inf after every step (True) or once per epoch.
+
+    On the CPU the check is free; on a GPU it would wait for every step to finish, so there the
+    epoch's mean loss is checked instead (a NaN in any step makes it NaN)."""
+    return device.type != "cuda"
+
+
 def diverged(loss: float, epoch: int, lr: float, data_root, step: Optional[int] = None,
              batch: Optional[int] = None) -> TrainingDivergedError:
     """The error of a training loss that became NaN or infinite at ``step`` (1-based; None: in
@@ -455,6 +463,7 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
                  "dataset": config["dataset"], "data": source.kind, "data_root": str(source.root),
                  "profile": prof.get("name"), "attention": config["attention"], "seed": seed,
                  "fingerprint": fp, "run": str(out)}
+    each_step = check_every_step(dev)
     for epoch in range(start_epoch, epochs):
         seed_epoch(seed, epoch)  # the model's own randomness (drop path), if any
         sampler.set_epoch(epoch)
@@ -468,9 +477,8 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
                 pred = model(batch["image"])
             pred = {k: v.float() for k, v in pred.items()}
             terms = raw_model.compute_loss(pred, batch, weights)
-            # stop at the first non-finite loss, before it reaches the weights; on a GPU the check
-            # would wait for every step, so there it is made once per epoch (below)
-            if dev.type != "cuda" and not torch.isfinite(terms["total"]):
+            # stop at the first non-finite loss, before it reaches the weights
+            if each_step and not torch.isfinite(terms["total"]):
                 raise diverged(float(terms["total"]), epoch + 1, cfg["optimizer"]["lr"], source.root,
                                step + 1, b + 1)
             optimizer.zero_grad(set_to_none=True)
