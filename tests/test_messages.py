@@ -236,6 +236,28 @@ def test_hostile_state_is_refused_without_torchs_hint(tmp_path):
     assert e.value.__suppress_context__
 
 
+def test_resume_from_a_hostile_state_is_one_line(data_root, tmp_path, capsys):
+    from handssca.engine import train
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event):
+        if event["kind"] == "epoch":
+            raise Stop
+
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        train("freihand", None, profile="smoke", out=out, seed=SEED, overrides={"epochs": 2},
+              callback=stop_after_first_epoch, verbose=False)
+    state = ckpt.checkpoint_dir(out) / json.loads(
+        (ckpt.checkpoint_dir(out) / "last.json").read_text())["state"]
+    torch.save({"epoch": 1, "rng": _NotATensor()}, str(state))
+    assert cli(["train", *SMOKE, "--epochs", "2", "--out", str(out), "--resume"]) == 2
+    err = _one_error_line(capsys)
+    assert f"{state} holds objects other than tensors" in err and "weights_only" not in err
+
+
 def test_damaged_state_names_the_file(tmp_path):
     path = tmp_path / "epoch-0001.state.pt"
     torch.save({"epoch": 1}, str(path))
