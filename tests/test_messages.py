@@ -277,6 +277,20 @@ def test_train_out_file_is_refused(tmp_path, capsys, home):
     assert f.read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_evaluate_and_predict_out_file_is_refused(command, tmp_path, hand, capsys, home):
+    _run_with_checkpoint(tmp_path / "run", hand)
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    image = tmp_path / "hand.png"
+    image.write_bytes(b"")  # never read: the --out check comes first
+    argv = ([command, "--checkpoint", str(tmp_path / "run"), "--out", str(f)]
+            + ([str(image)] if command == "predict" else []))
+    assert cli(argv) == 2
+    assert f"--out {f} is a file; expected a folder" in _one_error_line(capsys)
+    assert f.read_text() == "mine"
+
+
 def test_predict_folder_says_it_is_a_folder(tmp_path, capsys):
     (tmp_path / "images").mkdir()
     assert cli(["predict", str(tmp_path / "images"), "--checkpoint", str(tmp_path / "run"),

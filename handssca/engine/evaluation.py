@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import DamagedFileError, read_json
 from ..report.verdict import verdict
-from ..utils import progress, write_json_atomic
+from ..utils import progress, require_folder, write_json_atomic
 from .checkpoint import sha256_file
 from .datasets import (DataSource, Unaugmented, collate, open_dataset, resolve_data,
                        root_relative_mean, train_val_split)
@@ -482,6 +482,8 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     log = _log if verbose else (lambda m: None)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if out is not None:  # a file in the way is refused before the evaluation's work
+        require_folder(out, "--out", "a folder for metrics.json and the submission")
     run = _as_run(checkpoint, which, device)
     source = _source_for(dataset, data_root, run, run.profile, run.seed, log)
     dev = run.device
