@@ -175,6 +175,8 @@ def test_full_disk_during_train_is_one_line(data_root, tmp_path, monkeypatch, ca
     assert cli(["train", *SMOKE, "--out", str(tmp_path / "run"), "--epochs", "1"]) == 2
     err = _one_error_line(capsys)
     assert "epoch-0001.state.pt: the disk is full" in err and "inline_container" not in err
+    assert err.rstrip().endswith("run the same command again, with --resume to continue from "
+                                 "the last checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------

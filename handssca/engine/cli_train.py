@@ -9,6 +9,7 @@ import argparse
 import math
 import sys
 
+from ..errors import DiskFullError
 from .profiles import DATASETS, available_profiles
 
 ATTENTIONS = ("none", "self_attention", "ssa", "ssca")
@@ -75,6 +76,10 @@ def run(args) -> int:
         summary = train(args.dataset, args.data_root, profile=args.profile, attention=args.attention,
                         out=args.out, seed=args.seed, resume=args.resume, device=args.device,
                         overrides=over or None, compile=args.compile, num_workers=args.num_workers)
+    except DiskFullError as e:
+        # the completed epochs are checkpointed: say how to continue once there is room
+        print(f"error: {e}, with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
