@@ -1,14 +1,24 @@
 """The command line: ``python -m handssca COMMAND ...``.
 
 Each command lives in the module that owns its work; that module defines
-``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
-command is run, so ``python -m handssca --help`` is fast.
+``add_arguments(parser)`` and ``run(args) -> int``, and may define ``INTERRUPTED``: what the user
+can do after Ctrl-C (e.g. how the work resumes). Modules are imported only when their command is
+run, so ``python -m handssca --help`` is fast.
+
+A package error (:class:`handssca.errors.HandsscaError`) the command does not handle itself is
+printed as one line ``error: <message>`` with exit status 2; Ctrl-C prints one line and exits
+with 130 (128 + SIGINT, the shell's convention) instead of a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .errors import HandsscaError
+
+#: the exit status after Ctrl-C: 128 + SIGINT, as a shell reports a process killed by it
+EXIT_INTERRUPTED = 130
 
 COMMANDS = {
     # name: (module, one-line help)
@@ -37,7 +47,16 @@ def main(argv=None) -> int:
     cmd = argparse.ArgumentParser(prog=f"python -m handssca {name}", description=COMMANDS[name][1])
     module.add_arguments(cmd)
     args = cmd.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        # one line, not a traceback: what was interrupted and how the work goes on
+        hint = getattr(module, "INTERRUPTED", None)
+        print(f"interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except HandsscaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def _rounded(arr: np.ndarray, decimals: int | None) -> np.ndarray:
 
 def _atomic_write(path: str | os.PathLike, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Run ``write(binary_file)`` on a temporary file next to ``path``, then rename it to ``path``
-    (:func:`handssca.utils.atomic_path`: the file gets the umask's permissions)."""
+    (:func:`handssca.utils.atomic_path`: the file gets the umask's permissions; a full disk
+    names ``path``)."""
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -18,6 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from .errors import disk_full_error
+
 #: set by the book runner (and CI): progress bars off, nothing interactive.
 NONINTERACTIVE_ENV = "HANDSSCA_NONINTERACTIVE"
 
@@ -52,7 +54,8 @@ def atomic_path(path, suffix: str = ".tmp"):
     The temporary file exists (empty) when yielded; write it by name. The file ends with the
     permissions an ordinary write gives (0o666 less the umask, as the new file got them), so
     checkpoints, results and datasets in a lab's shared folder are readable as the umask says.
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was; a full disk
+    becomes a :class:`~handssca.errors.DiskFullError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,9 +68,13 @@ def atomic_path(path, suffix: str = ".tmp"):
         if tmp.exists() and stat.S_IMODE(tmp.stat().st_mode) != mode:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        # a full disk surfaces as ENOSPC or as torch's "unexpected pos": say which file and why
+        full = disk_full_error(exc, path)
+        if full is not None:
+            raise full from exc
         raise
 
 
@@ -109,6 +116,20 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     return str(o)
+
+
+def require_folder(path, option: str = "--out", expected: str = "a folder") -> Path:
+    """``path`` as a Path; ValueError when it, or a folder above it, is a file (it could not
+    hold the files to write). ``option`` and ``expected`` word the message."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies under {p}, which is a file"
+                raise ValueError(f"{option} {path} {what}; expected {expected}. Choose another "
+                                 f"{option}")
+            break
+    return path
 
 
 # ----------------------------------------------------------------------------- progress bars

@@ -9,6 +9,8 @@ import argparse
 import sys
 
 STYLES = ("freihand", "ho3d", "dexycb")
+#: what Ctrl-C leaves: finished samples are kept and the same command completes the folder
+INTERRUPTED = "the samples written so far are kept; the same command resumes the dataset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

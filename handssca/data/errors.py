@@ -123,8 +123,10 @@ class SkipCounter:
         if count > self.limit:
             raise TooManySkippedError(
                 f"{self.name}: {count} of {self.n} samples are corrupt, more than the allowed "
-                f"{self.max_fraction:.2%} (max_skip); last: {sample_id}: {reason}. Check the download, "
-                f"or raise max_skip to go on.")
+                f"{self.max_fraction:.2%}; last: {sample_id}: {reason}. Re-download or re-extract "
+                f"the files of the samples named in the warnings above and run the same command "
+                f"again (from Python, handssca.data.build_dataset(..., max_skip=FRACTION) allows "
+                f"a larger share).")
 
     def summary(self) -> str:
         """A one-line summary (and a warning when anything was skipped)."""

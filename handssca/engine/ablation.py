@@ -97,12 +97,11 @@ def train_variants(dataset: str, variants: Optional[Sequence[str]] = None,
 
 def load_run_data_root(run):
     """The data folder a run trained on (its checkpoint records it)."""
-    import json
     from pathlib import Path
 
-    from .checkpoint import checkpoint_dir
+    from .checkpoint import checkpoint_dir, read_checkpoint_json
 
-    rec = json.loads((checkpoint_dir(Path(run)) / "last.json").read_text())
+    rec = read_checkpoint_json(checkpoint_dir(Path(run)) / "last.json")
     return Path(rec.get("data_root", ""))
 
 

@@ -31,12 +31,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 import torch
 
+from ..errors import DamagedFileError, UnsafeFileError, read_json
 from ..models import NETWORK_VERSION, HandSSCAConfig
 from ..utils import atomic_path, write_json_atomic
 
@@ -92,10 +94,56 @@ def save_state(path: PathLike, state: dict) -> None:
         torch.save(state, str(tmp))
 
 
+#: what to do about a damaged or refused file of a run's checkpoints/ folder
+CHECKPOINT_REMEDY = ("Restore the run folder from a backup, or delete its checkpoints/ folder to "
+                     "train the run again from the start")
+
+
 def load_state(path: PathLike) -> dict:
-    """Read a training state written by :func:`save_state`."""
+    """Read a training state written by :func:`save_state`.
+
+    Raises:
+        UnsafeFileError: the file pickles objects other than tensors, numbers, strings and
+            containers (this package never writes such a state); it was not loaded.
+        DamagedFileError: the file is not a readable torch file (truncated or overwritten).
+    """
     # the state holds only tensors, numbers, strings and lists: the safe loader suffices
-    return torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run whatever the file holds:
+        # the advice is dropped (from None), not passed on
+        raise UnsafeFileError(
+            f"{path} holds objects other than tensors, numbers and strings, so it is not a "
+            f"training state this package wrote; it was not loaded, because unpickling those "
+            f"objects could run code. {CHECKPOINT_REMEDY}") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DamagedFileError(f"{path} is damaged: not a readable torch file "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
+                               f"{CHECKPOINT_REMEDY}") from None
+
+
+def read_checkpoint_json(path: PathLike) -> dict:
+    """A checkpoint JSON (``last.json``, ``best.json``); :class:`DamagedFileError` names it when
+    it is not valid JSON."""
+    return read_json(path, CHECKPOINT_REMEDY)
+
+
+def load_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; :class:`DamagedFileError` names the file when it is
+    truncated or is not a safetensors file."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike: a damaged file
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise DamagedFileError(f"{path} is damaged: not a readable safetensors file "
+                               f"({type(exc).__name__}: {exc}); it was truncated or overwritten. "
+                               f"{CHECKPOINT_REMEDY}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,7 +205,7 @@ def _referenced(d: Path) -> set:
     for tag in ("last", "best"):
         p = d / f"{tag}.json"
         if p.exists():
-            rec = json.loads(p.read_text())
+            rec = read_checkpoint_json(p)
             names.update(x for x in (rec.get("weights"), rec.get("state")) if x)
     return names
 
@@ -209,7 +257,7 @@ def resolve_checkpoint(path: PathLike, which: str = "last") -> Tuple[Path, dict]
                                     f"first (python -m handssca train ... --out {p})")
     elif p.suffix == ".safetensors":
         candidates = [j for j in p.parent.glob("*.json")
-                      if json.loads(j.read_text()).get("weights") == p.name]
+                      if read_checkpoint_json(j).get("weights") == p.name]
         if not candidates:
             raise FileNotFoundError(f"{p}: no checkpoint JSON beside it describes this file")
         js = candidates[0]
@@ -218,9 +266,9 @@ def resolve_checkpoint(path: PathLike, which: str = "last") -> Tuple[Path, dict]
     else:
         raise FileNotFoundError(f"checkpoint not found: {p} (expected a run folder, a checkpoint "
                                 f"JSON or a .safetensors file)")
-    rec = json.loads(js.read_text())
-    if rec.get("format") != FORMAT or "weights" not in rec or not ("network" in rec
-                                                                   or "spec" in rec):
+    rec = read_checkpoint_json(js)
+    if (not isinstance(rec, dict) or rec.get("format") != FORMAT or "weights" not in rec
+            or not ("network" in rec or "spec" in rec)):
         raise ValueError(f"{js} is not a HandSSCA checkpoint description (format {FORMAT!r})")
     weights = js.parent / rec["weights"]
     if not weights.exists():
@@ -359,8 +407,6 @@ def load_weights(model: torch.nn.Module, checkpoint: PathLike, which: str = "las
             shapes differ (the first one is named); or the file's hash differs from the
             recorded one.
     """
-    from safetensors.torch import load_file
-
     js, rec = resolve_checkpoint(checkpoint, which)
     where = f"checkpoint {js}"
     check_network_version(rec, where)
@@ -370,7 +416,7 @@ def load_weights(model: torch.nn.Module, checkpoint: PathLike, which: str = "las
         if digest != rec["weights_sha256"]:
             raise CheckpointMismatchError(f"{where}: {rec['weights']} has SHA-256 {digest[:12]}..., "
                                           f"the JSON records {rec['weights_sha256'][:12]}...")
-    state = load_file(rec["weights"])
+    state = load_safetensors(rec["weights"])
     check_state_dict(state, model, where)
     target = getattr(model, "_orig_mod", model)
     target.load_state_dict(state, strict=True)

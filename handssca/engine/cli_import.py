@@ -6,9 +6,9 @@ Turns the authors' released weights into a run folder that ``evaluate`` and ``pr
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
+from ..errors import read_json
 from .imports import DATASET_INPUT_SIZE, FORMATS
 
 
@@ -33,7 +33,7 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    dataset = json.loads((out / "run.json").read_text())["config"]["dataset"]
+    dataset = read_json(out / "run.json")["config"]["dataset"]
     print(f"run: {out} ({args.format} weights for {dataset})")
     print(f"next: python -m handssca evaluate --checkpoint {out} --data-root "
           f"<your {dataset} folder>")

@@ -6,11 +6,16 @@ use into ``data/synth/``) and says so; every result it writes is labelled ``data
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
+from ..errors import DiskFullError
 from .profiles import DATASETS, available_profiles
 
 ATTENTIONS = ("none", "self_attention", "ssa", "ssca")
+#: what Ctrl-C leaves: every completed epoch is checkpointed, and --resume continues from the last
+INTERRUPTED = ("the run resumes from its last checkpoint (the last completed epoch) with the same "
+               "command and --resume")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +58,9 @@ def overrides_from(args) -> dict:
             raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
         over["batch_size"] = args.batch_size
     if args.lr is not None:
-        if not args.lr > 0:
-            raise ValueError(f"--lr must be positive, got {args.lr}")
+        # inf and nan are floats to argparse; either one makes the first step diverge
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            raise ValueError(f"--lr must be a positive finite number (e.g. 1e-4), got {args.lr}")
         over["optimizer"] = {"lr": args.lr}
     if getattr(args, "imagenet_weights", None) is not None:
         over["imagenet_weights"] = args.imagenet_weights
@@ -70,6 +76,10 @@ def run(args) -> int:
         summary = train(args.dataset, args.data_root, profile=args.profile, attention=args.attention,
                         out=args.out, seed=args.seed, resume=args.resume, device=args.device,
                         overrides=over or None, compile=args.compile, num_workers=args.num_workers)
+    except DiskFullError as e:
+        # the completed epochs are checkpointed: say how to continue once there is room
+        print(f"error: {e}, with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,8 +46,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import DamagedFileError, read_json
 from ..report.verdict import verdict
-from ..utils import progress, refuse_existing, write_json_atomic
+from ..utils import progress, refuse_existing, require_folder, write_json_atomic
 from .checkpoint import sha256_file
 from .datasets import (DataSource, Unaugmented, collate, open_dataset, resolve_data,
                        root_relative_mean, synthetic_identity, train_val_split)
@@ -492,8 +493,11 @@ def run_training_mean(run: Run, hand_model=None, log=_log,
     cache = Path(run.path) / MEAN_FILE
     key = {"data_root": str(source.root), "fingerprint": run.checkpoint.get("fingerprint")}
     if cache.exists():
-        saved = json.loads(cache.read_text())
-        if saved.get("key") == key:
+        try:
+            saved = read_json(cache)
+        except DamagedFileError:
+            saved = {}  # a damaged cache is computed again (and rewritten) below
+        if isinstance(saved, dict) and saved.get("key") == key:
             return {k: (np.asarray(v) if isinstance(v, list) else v)
                     for k, v in saved["mean"].items()}
     ds = open_dataset(source, "train", run.input_size, train=False,
@@ -585,6 +589,8 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     log = _log if verbose else (lambda m: None)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if out is not None:  # a file in the way is refused before the evaluation's work
+        require_folder(out, "--out", "a folder for metrics.json and the submission")
     run = _as_run(checkpoint, which, device)
     source = _source_for(dataset, data_root, run, run.profile, run.seed, log, SPLIT_ROWS[split])
     if out is None:

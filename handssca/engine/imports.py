@@ -18,13 +18,13 @@ same file for the same dataset (which is then returned as it is).
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..errors import read_json
 from ..models import NETWORK_VERSION, build_model, load_hands3c
 from ..utils import write_json_atomic
 from . import checkpoint as ckpt
@@ -49,7 +49,7 @@ def _earlier_import(out: Path, name: str, sha: str, dataset: Optional[str]) -> O
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     run_json = out / RUN_FILE
-    run = json.loads(run_json.read_text()) if run_json.is_file() else None
+    run = read_json(run_json) if run_json.is_file() else None
     config = (run or {}).get("config") or {}
     if config.get("kind") != "import":
         raise ValueError(f"{out} exists, is not empty and is not an earlier import; choose "

@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..utils import atomic_path, refuse_existing, write_json_atomic
+from ..utils import atomic_path, refuse_existing, require_folder, write_json_atomic
 from .runs import Run, load_run
 
 #: the box is enlarged by this factor about its centre (the training crops' factor)
@@ -40,6 +40,18 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def require_image_file(path) -> Path:
+    """``path`` as a Path; FileNotFoundError when nothing is there, ValueError when it is a
+    folder (an image file is expected; the message shows how to pass a folder's images)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder; expected image files (PNG, JPEG, ...): pass the "
+                         f"images themselves, e.g. {p / '*.png'}")
+    if not p.is_file():
+        raise FileNotFoundError(f"image not found: {p}")
+    return p
+
+
 def read_rgb(path) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; FileNotFoundError / ValueError name the file (an
     image above :data:`~handssca.data.images.MAX_IMAGE_PIXELS` is refused before decoding)."""
@@ -47,9 +59,7 @@ def read_rgb(path) -> np.ndarray:
 
     from ..data.images import image_size
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"image not found: {p}")
+    p = require_image_file(path)
     image_size(p)  # its header's size, checked before any pixel is decoded
     img = cv2.imread(str(p), cv2.IMREAD_COLOR)
     if img is None:
@@ -212,11 +222,10 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
     if not paths:
         raise ValueError("no image given")
     for p in paths:  # fail before loading the network
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"image not found: {p}")
+        require_image_file(p)
     for p in paths:  # and before decoding any image: each header's size within the bound
         image_size(p)
-    out = Path(out)
+    out = require_folder(out, "--out", "a folder for the outputs")
     used: set = set()
     stems = [_stem_for(path, used) for path in paths]
     if not overwrite:  # before loading the network: nothing of the user's is replaced

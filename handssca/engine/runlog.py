@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..errors import DamagedFileError
 from ..utils import write_text_atomic
 
 LOG_FILE = "metrics.jsonl"
@@ -104,7 +105,18 @@ def read_log(run) -> RunLog:
     if not p.exists():
         raise FileNotFoundError(f"{p} not found: {run} is not a run folder or no epoch has "
                                 f"completed yet")
-    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            # the log is rewritten from the checkpoint's history at the next epoch or resume
+            raise DamagedFileError(
+                f"{p} is damaged: line {number} is not valid JSON ({exc}). Delete the file: "
+                f"training writes it again from the last checkpoint (train ... --resume)"
+            ) from None
     return RunLog(rows)
 
 

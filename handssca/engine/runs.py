@@ -9,13 +9,13 @@ earlier network version).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
 
+from ..errors import read_json
 from ..models import HandSSCAConfig, build_model
 from . import checkpoint as ckpt
 from .runlog import LOG_FILE, RunLog, read_log
@@ -134,11 +134,11 @@ def load_run(path, which: str = "last", device: Optional[str] = None, hand_model
     folder = run_folder(js)
     config, log, metrics = {}, RunLog([]), {}
     if folder is not None:
-        config = json.loads((folder / "run.json").read_text()).get("config", {})
+        config = read_json(folder / "run.json").get("config", {})
         if (folder / LOG_FILE).exists():
             log = read_log(folder)
         for m in sorted((folder / EVAL_DIR).glob("*/metrics.json")):
-            metrics[m.parent.name] = json.loads(m.read_text())
+            metrics[m.parent.name] = read_json(m, "Delete it and run evaluate again")
     return Run(path=folder or js.parent, model=model, spec=model.config, checkpoint=rec,
                config=config,
                log=log, metrics=metrics, device=dev)

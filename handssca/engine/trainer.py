@@ -44,8 +44,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..errors import TrainingDivergedError, read_json
 from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
-from ..utils import environment_info, git_commit, progress, repo_root, write_json_atomic
+from ..utils import (environment_info, git_commit, progress, repo_root, require_folder,
+                     write_json_atomic)
 from . import checkpoint as ckpt
 from .datasets import (SYNTH_IDENTITY_KEYS, EpochAugmented, EpochSampler, Unaugmented, collate,
                        memoise_annotations, memoise_images, open_dataset, resolve_data,
@@ -58,6 +60,11 @@ from .runlock import LOCK_FILE, run_lock
 from .runtime import autocast, device_name, pick_device, prepare_model, to_device
 
 RUN_FILE = "run.json"
+#: what --out may be
+RUN_FOLDER_EXPECTED = "a folder (a new one, or an existing run folder)"
+#: what to do about a damaged run.json (writes are atomic, so something else damaged it)
+RUN_FILE_REMEDY = ("Restore it from a backup, or delete the run folder and train again (or "
+                   "choose another --out)")
 #: training settings that change how fast a run goes, not what it computes (left out of the
 #: fingerprint: a run may be resumed or reused with other values)
 RUNTIME_KEYS = ("num_workers", "compile", "amp", "channels_last", "cpu_threads", "cache_images_mb")
@@ -145,7 +152,7 @@ def read_run(run) -> dict:
     p = Path(run) / RUN_FILE
     if not p.exists():
         raise FileNotFoundError(f"{p} not found: {run} is not a training run folder")
-    return json.loads(p.read_text())
+    return read_json(p, RUN_FILE_REMEDY)
 
 
 def _has_checkpoint(out: Path) -> bool:
@@ -156,6 +163,7 @@ def _has_checkpoint(out: Path) -> bool:
 def _check_existing(out: Path, config: dict, fp: str, log=None) -> Optional[dict]:
     """Validate an existing run folder against ``config``; returns its run.json (or None when
     the folder is new, empty, or holds only a start that never completed an epoch)."""
+    require_folder(out, "--out", RUN_FOLDER_EXPECTED)
     if not out.exists():
         return None
     p = out / RUN_FILE
@@ -164,7 +172,7 @@ def _check_existing(out: Path, config: dict, fp: str, log=None) -> Optional[dict
             raise ValueError(f"{out} exists and is not a run folder (no {RUN_FILE}); choose "
                              f"another --out")
         return None
-    run = json.loads(p.read_text())
+    run = read_json(p, RUN_FILE_REMEDY)
     if run.get("fingerprint") != fp:
         diff = ckpt.first_difference(run.get("config", {}), json.loads(json.dumps(config)))
         what = (f"{diff[0]} is {diff[1]!r} there but {diff[2]!r} now" if diff
@@ -276,6 +284,27 @@ def validate(model, raw_model, loader, device, amp, weights) -> dict:
             "val_samples": n}
 
 
+def check_every_step(device: torch.device) -> bool:
+    """Whether the loss is checked for NaN/Inf after every step (True) or once per epoch.
+
+    On the CPU the check is free; on a GPU it would wait for every step to finish, so there the
+    epoch's mean loss is checked instead (a NaN in any step makes it NaN)."""
+    return device.type != "cuda"
+
+
+def diverged(loss: float, epoch: int, lr: float, data_root, step: Optional[int] = None,
+             batch: Optional[int] = None) -> TrainingDivergedError:
+    """The error of a training loss that became NaN or infinite at ``step`` (1-based; None: in
+    ``epoch``, 1-based), saying what to change."""
+    where = (f"at step {step} (epoch {epoch}, batch {batch})" if step is not None
+             else f"in epoch {epoch}")
+    return TrainingDivergedError(
+        f"training diverged: the loss is {loss} {where}; the run stopped, and the checkpoints of "
+        f"the epochs before are kept. Lower the learning rate (--lr, now {float(lr):g}; the run's "
+        f"configuration changes with it, so use a new --out) or check the data in {data_root} "
+        f"for broken annotations, then train again")
+
+
 # ----------------------------------------------------------------------------------------------
 # train()
 # ----------------------------------------------------------------------------------------------
@@ -336,6 +365,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     if compile is not None:
         train_cfg["compile"] = bool(compile)
     dev = pick_device(device)
+    if out:  # a file in the way is refused before any data is read or generated
+        require_folder(Path(out).expanduser(), "--out", RUN_FOLDER_EXPECTED)
 
     source = resolve_data(dataset, data_root, prof.get("name"), seed, prof, log=log)
     if hand_model is None:
@@ -362,7 +393,7 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         resuming = existing is not None and last_json.exists()
         if resuming and not resume:
             raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
-                               f"{json.loads(last_json.read_text()).get('epoch')}); pass "
+                               f"{ckpt.read_checkpoint_json(last_json).get('epoch')}); pass "
                                f"resume=True (--resume) to continue it, or choose another --out")
         threads = torch.get_num_threads()
         if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
@@ -467,6 +498,7 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
                  "dataset": config["dataset"], "data": source.kind, "data_root": str(source.root),
                  "profile": prof.get("name"), "attention": config["attention"], "seed": seed,
                  "fingerprint": fp, "run": str(out)}
+    each_step = check_every_step(dev)
     for epoch in range(start_epoch, epochs):
         seed_epoch(seed, epoch)  # the model's own randomness (drop path), if any
         sampler.set_epoch(epoch)
@@ -480,6 +512,10 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
                 pred = model(batch["image"])
             pred = {k: v.float() for k, v in pred.items()}
             terms = raw_model.compute_loss(pred, batch, weights)
+            # stop at the first non-finite loss, before it reaches the weights
+            if each_step and not torch.isfinite(terms["total"]):
+                raise diverged(float(terms["total"]), epoch + 1, cfg["optimizer"]["lr"], source.root,
+                               step + 1, b + 1)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             if cfg["grad_clip"] > 0:
@@ -506,11 +542,11 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
         rec.update({f"loss_{t}": m for t, m in zip(LOSS_TERMS, means[1:])})
         rec.update({"train_samples": seen, "seconds": round(seconds, 3),
                     "samples_per_second": round(seen / max(seconds, 1e-9), 2)})
+        # before validating: diverged weights would fail there with a message about NaN outputs
+        if not math.isfinite(rec["loss"]):
+            raise diverged(rec["loss"], epoch + 1, cfg["optimizer"]["lr"], source.root)
         if val_loader is not None:
             rec.update(validate(model, raw_model, val_loader, dev, amp, weights))
-        if not all(math.isfinite(rec[k]) for k in ("loss",)):
-            raise FloatingPointError(f"epoch {epoch + 1}: the training loss is {rec['loss']}; "
-                                     f"lower the learning rate")
         history.append(rec)
         is_best = "val_pa_mpjpe" in rec and (best is None or rec["val_pa_mpjpe"] < best["val_pa_mpjpe"])
         if is_best:

@@ -241,6 +241,46 @@ def validate_mano_data(data: dict, file: Path | str = "<data>") -> dict:
     return out
 
 
+#: joints of MANO's order used to tell the hands apart: the wrist and the four finger MCPs
+_WRIST, _MCPS = 0, (1, 4, 7, 10)
+#: the wrist lies this far (metres) from the MCPs along x in either hand (about 0.09 in MANO);
+#: a smaller offset is no evidence either way
+_SIDE_MIN_OFFSET = 0.03
+
+
+def hand_side(data: dict) -> str | None:
+    """"right" or "left": which hand a MANO-format dict holds, read from its content; None when
+    the template does not say.
+
+    MANO_RIGHT.pkl and MANO_LEFT.pkl share MANO's canonical frame and are mirror images of each
+    other in x: the right hand's fingers point along -x, its wrist joint about 0.09 m on the +x
+    side of the finger MCPs; the left hand's the other way. (The procedural hand follows the
+    same frame.) The sign of the wrist's x offset from the MCPs at the zero pose, with the joints
+    regressed from the template, tells the hands apart.
+    """
+    reg = data["J_regressor"]
+    reg = reg.toarray() if sp.issparse(reg) else np.asarray(reg, dtype=np.float64)
+    joints = reg @ np.asarray(data["v_template"], dtype=np.float64)
+    offset = joints[_WRIST, 0] - joints[list(_MCPS), 0].mean()
+    if abs(offset) < _SIDE_MIN_OFFSET:
+        return None
+    return "right" if offset > 0 else "left"
+
+
+def check_hand_side(data: dict, expected: str, file) -> None:
+    """Raise :class:`ManoFileError` when ``data`` (read from ``file``) holds the other hand than
+    ``expected`` ("right" or "left"), e.g. MANO_LEFT.pkl saved as MANO_RIGHT.pkl."""
+    found = hand_side(data)
+    if found is None or found == expected:
+        return
+    raise ManoFileError(
+        f"{file}: expected a {expected} hand, but the file holds a {found} hand (in MANO's frame "
+        f"its fingers point along {'-x' if found == 'right' else '+x'} from the wrist, as in "
+        f"MANO_{found.upper()}.pkl); it looks like MANO_{found.upper()}.pkl saved under another "
+        f"name. Put the {expected} hand's file, MANO_{expected.upper()}.pkl from "
+        f"mano.is.tue.mpg.de, in its place (see data/README.md)")
+
+
 # ----------------------------------------------------------------------------------------------
 # the cache
 # ----------------------------------------------------------------------------------------------

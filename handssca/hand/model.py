@@ -25,7 +25,7 @@ import torch
 from smplx.utils import Struct
 
 from . import joints as J
-from .mano_file import ManoFileError, load_mano_data
+from .mano_file import ManoFileError, check_hand_side, load_mano_data
 from .model_data import mirror_mano_data, procedural_mano_data
 
 ENV_MANO_DIR = "HANDSSCA_MANO_DIR"
@@ -174,6 +174,9 @@ def load_hand_model(path=None, *, is_rhand: bool = True, kind: str | None = None
                                     f"MANO_RIGHT.pkl / MANO_LEFT.pkl as distributed by "
                                     f"mano.is.tue.mpg.de (see data/README.md)")
     data = load_mano_data(file, cache_dir=cache_dir)
+    # the name (or is_rhand) says which hand; the content must agree, or every left/right
+    # convention downstream silently inverts
+    check_hand_side(data, "right" if (is_rhand or mirrored) else "left", file)
     if mirrored:
         data = mirror_mano_data(data)
     return HandModel(data, kind="mano", source=str(file), mirrored=mirrored, **opts)

@@ -48,6 +48,7 @@ version :data:`~.network.NETWORK_VERSION`).
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -193,6 +194,13 @@ def _read(source: Union[str, Path, Mapping], where: str) -> Any:
     try:
         # the safe loader: a snapshot holds only tensors, numbers and dicts
         return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run whatever the file holds
+        raise Hands3cFormatError(
+            f"{where} is not a HandS3C checkpoint: torch.load(weights_only=True) cannot read it, "
+            f"because it holds objects other than tensors, numbers and dicts; it was not loaded, "
+            f"since unpickling those objects could run code. Use the snapshot_*.pth.tar file as "
+            f"the authors released it") from None
     except Exception as exc:  # noqa: BLE001 - any failure means "not a readable snapshot"
         raise Hands3cFormatError(
             f"{where} is not a HandS3C checkpoint: torch.load(weights_only=True) cannot read it "

@@ -25,6 +25,8 @@ from .ssca import ATTENTION_KINDS, CHANNEL_SELECT_MODES, build_attention, set_sc
 
 Tensor = torch.Tensor
 
+#: the dtypes the network accepts as input (bf16 and fp16 for autocast pipelines)
+_INPUT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 #: ImageNet statistics (RGB), the normalisation torchvision's ResNet-50 weights were trained with
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -217,14 +219,33 @@ class HandSSCA(nn.Module):
         return self.hand_model.faces
 
     def check_images(self, images: Tensor) -> None:
-        """Raise ValueError unless ``images`` is a float (B, 3, S, S) tensor, S = input_size."""
+        """Raise ValueError unless ``images`` is a (B, 3, S, S) tensor, B >= 1, S = input_size, of
+        float32, bf16 or fp16 (or the parameters' dtype), without NaN or infinite values.
+
+        The NaN check is skipped while ``torch.compile`` or tracing records the graph (a value
+        test there would break the graph) and when training on a GPU (it would wait for every
+        step; a NaN image there shows as a diverged loss, which the trainer reports); elsewhere it
+        costs one reduction.
+        """
         s = self.config.input_size
-        if (not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3
-                or tuple(images.shape[2:]) != (s, s) or not images.is_floating_point()):
-            got = (f"{tuple(images.shape)} {images.dtype}" if isinstance(images, Tensor)
-                   else type(images).__name__)
-            raise ValueError(f"expected images of shape (B, 3, {s}, {s}) float (normalised with "
-                             f"ImageNet mean/std), got {got}")
+        want = (f"expected images of shape (B, 3, {s}, {s}) float32 (or bf16) with B >= 1, "
+                f"normalised with ImageNet mean/std (handssca.models.normalise)")
+        if not isinstance(images, Tensor):
+            raise ValueError(f"{want}; got {type(images).__name__}")
+        got = f"{tuple(images.shape)} {str(images.dtype).replace('torch.', '')}"
+        if (images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (s, s)
+                or images.shape[0] < 1):
+            raise ValueError(f"{want}; got shape {got}")
+        param = next(self.parameters(), None)
+        # float64 would fail inside the first convolution with a message about its bias
+        if images.dtype not in _INPUT_DTYPES and (param is None or images.dtype != param.dtype):
+            raise ValueError(f"{want}; got dtype {got} (convert with images.float())")
+        skip = (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or (self.training and images.is_cuda))
+        if not skip and not bool(torch.isfinite(images).all()):
+            raise ValueError(f"images of shape {got} hold NaN or infinite values; the network's "
+                             f"outputs would all be NaN. Check the images and their "
+                             f"normalisation")
 
     def forward(self, images: Tensor) -> Dict[str, Tensor]:
         """Run the network.

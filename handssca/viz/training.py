@@ -23,13 +23,13 @@ Whatever was computed on synthetic data says "SYNTHETIC" in its title or caption
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
+from handssca.errors import read_json
 from handssca.report.tables import CONSTANT_LABELS, CONSTANTS_NOTE, Table
 from handssca.report.verdict import constants_of
 
@@ -83,7 +83,7 @@ def _check_data(data, where: str) -> Optional[str]:
 # ----------------------------------------------------------------------------------------------
 def _run_json(folder: Path) -> dict:
     p = Path(folder) / "run.json"
-    return json.loads(p.read_text()) if p.exists() else {}
+    return read_json(p) if p.exists() else {}
 
 
 def _as_log(log_or_run):
