@@ -223,9 +223,9 @@ def predict(images: Union[str, Path, Sequence], checkpoint, out, bbox=None, left
         raise ValueError("no image given")
     for p in paths:  # fail before loading the network
         require_image_file(p)
+    out = require_folder(out, "--out", "a folder for the outputs")
     for p in paths:  # and before decoding any image: each header's size within the bound
         image_size(p)
-    out = require_folder(out, "--out", "a folder for the outputs")
     used: set = set()
     stems = [_stem_for(path, used) for path in paths]
     if not overwrite:  # before loading the network: nothing of the user's is replaced
