@@ -514,8 +514,8 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
             terms = raw_model.compute_loss(pred, batch, weights)
             # stop at the first non-finite loss, before it reaches the weights
             if each_step and not torch.isfinite(terms["total"]):
-                raise diverged(float(terms["total"].detach()), epoch + 1, cfg["optimizer"]["lr"], source.root,
-                               step + 1, b + 1)
+                raise diverged(float(terms["total"].detach()), epoch + 1,
+                               cfg["optimizer"]["lr"], source.root, step + 1, b + 1)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             if cfg["grad_clip"] > 0:
