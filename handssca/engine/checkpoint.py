@@ -118,11 +118,8 @@ def load_state(path: PathLike) -> dict:
             f"training state this package wrote; it was not loaded, because unpickling those "
             f"objects could run code. {CHECKPOINT_REMEDY}") from None
     except (RuntimeError, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DamagedFileError(f"{path} is damaged: not a readable torch file "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
-                               f"{CHECKPOINT_REMEDY}") from None
+        raise _damaged(path, "torch", exc, str(exc).splitlines()[0] if str(exc)
+                       else type(exc).__name__) from None
 
 
 def read_checkpoint_json(path: PathLike) -> dict:
@@ -139,11 +136,16 @@ def load_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # noqa: BLE001 - SafetensorError and OSError alike: a damaged file
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise DamagedFileError(f"{path} is damaged: not a readable safetensors file "
-                               f"({type(exc).__name__}: {exc}); it was truncated or overwritten. "
-                               f"{CHECKPOINT_REMEDY}") from None
+        raise _damaged(path, "safetensors", exc, f"{type(exc).__name__}: {exc}") from None
+
+
+def _damaged(path: PathLike, kind: str, exc: BaseException, what: str) -> Exception:
+    """The error for a ``kind`` file at ``path`` that could not be read: ``exc`` itself when the
+    file is missing (that is not damage), else a :class:`DamagedFileError` naming the file."""
+    if isinstance(exc, FileNotFoundError):
+        return exc
+    return DamagedFileError(f"{path} is damaged: not a readable {kind} file ({what}); it was "
+                            f"truncated or overwritten. {CHECKPOINT_REMEDY}")
 
 
 # ----------------------------------------------------------------------------------------------
