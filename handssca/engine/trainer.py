@@ -528,7 +528,7 @@ def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: di
             sums += torch.stack([terms["total"].detach()] + [terms[t].detach() for t in LOSS_TERMS]
                                 ).double() * n
             if callback is not None or bar.disable is False or tb.active:
-                loss_now = float(terms["total"])
+                loss_now = float(terms["total"].detach())
                 if not bar.disable:
                     bar.set_postfix(loss=f"{loss_now:.4g}")
                 tb.scalars({"loss": loss_now}, step, "train_step/")
