@@ -108,8 +108,8 @@ def top_channels(delta_plane: np.ndarray, k: int) -> np.ndarray:
 
 def plot_channel_select(image: np.ndarray, x_plane: np.ndarray, delta_plane: np.ndarray,
                         y_plane: np.ndarray, column: int, n_top: int = 8):
-    """The channel branch on one image column: its input plane, its step Delta (the
-    selection) and its output.
+    """The channel branch on one image column: the step Delta of each channel (the selection),
+    the branch's input plane and its output.
 
     Args:
         image: (S, S, 3) uint8, the input crop.
@@ -121,36 +121,49 @@ def plot_channel_select(image: np.ndarray, x_plane: np.ndarray, delta_plane: np.
         n_top: how many channels to mark as the most selected (largest mean Delta).
 
     Returns:
-        a matplotlib figure: the crop with the column's stripe, then the three planes as
-        rows x channels images with the most selected channels marked.
+        a matplotlib figure: the crop with the column's stripe; the mean Delta of each channel
+        over the rows, the ``n_top`` largest marked; then the input and the output planes as
+        rows x channels images (colours clipped to the 1st-99th percentiles), the marked
+        channels ticked in red.
     """
     import matplotlib.pyplot as plt
 
     c, h = x_plane.shape
     s = image.shape[0]
-    fig = plt.figure(figsize=(9.5, 4.6))
-    grid = fig.add_gridspec(3, 2, width_ratios=(1, 3.2), wspace=0.15, hspace=0.55)
+    top = np.sort(top_channels(delta_plane, n_top))
+    fig = plt.figure(figsize=(9.5, 4.8))
+    grid = fig.add_gridspec(3, 2, width_ratios=(1, 3.2), wspace=0.12, hspace=0.6)
     ax_img = fig.add_subplot(grid[:, 0])
     ax_img.imshow(image)
     ax_img.axvspan(column * s / h, (column + 1) * s / h, color="c", alpha=0.35)
     ax_img.set_title(f"crop, column w = {column}", fontsize=9)
     ax_img.set_axis_off()
-    top = top_channels(delta_plane, n_top)
-    panels = ((x_plane, "input x (channels x rows)", "magma"),
-              (delta_plane, r"step $\Delta$: large = taken in", "viridis"),
-              (y_plane, "output of the channel branch", "magma"))
-    for i, (plane, title, cmap) in enumerate(panels):
-        ax = fig.add_subplot(grid[i, 1])
-        im = ax.imshow(plane.T, aspect="auto", cmap=cmap, interpolation="nearest")
+    ax = fig.add_subplot(grid[0, 1])
+    mean_delta = delta_plane.mean(1)
+    ax.plot(np.arange(c), mean_delta, lw=0.7, color="0.3")
+    ax.plot(top, mean_delta[top], "o", color="r", ms=4,
+            label=f"the {n_top} most selected channels")
+    ax.set_xlim(-0.5, c - 0.5)
+    ax.set_ylabel(r"mean $\Delta$", fontsize=8)
+    ax.set_title(r"step $\Delta$ of each channel's tokens (large: taken in)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.tick_params(labelsize=7)
+    # an invisible colour bar, so that this panel's x axis lines up with the planes'
+    fig.colorbar(plt.cm.ScalarMappable(), ax=ax, pad=0.01, fraction=0.03).ax.set_visible(False)
+    planes = ((x_plane, "input x of the branch"), (y_plane, "output of the branch"))
+    for i, (plane, title) in enumerate(planes):
+        ax = fig.add_subplot(grid[i + 1, 1])
+        lo, hi = np.percentile(plane, [1, 99])
+        im = ax.imshow(plane.T, aspect="auto", cmap="magma", vmin=lo, vmax=hi,
+                       interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("row h", fontsize=8)
-        ax.tick_params(labelsize=7)
-        for ch in top:
-            ax.plot([ch, ch], [-0.5, -0.5 - 0.12 * h], color="r", lw=1.2, clip_on=False)
-        fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03)
-        if i == len(panels) - 1:
-            ax.set_xlabel(f"channel c (0 .. {c - 1}); red ticks: the {n_top} channels "
-                          f"with the largest mean $\\Delta$", fontsize=8)
+        ax.set_xticks(top)
+        ax.tick_params(axis="x", colors="r", length=5, labelbottom=False)
+        ax.tick_params(axis="y", labelsize=7)
+        fig.colorbar(im, ax=ax, pad=0.01, fraction=0.03).ax.tick_params(labelsize=7)
+    ax.set_xlabel(f"channel c (0 .. {c - 1}); red ticks: the {n_top} most selected",
+                  fontsize=8)
     return fig
 
 
