@@ -1,9 +1,9 @@
 """Figures and tables of the model chapters (1, 2 and 4): the scan orders, the channel branch
 on an image's features, the parameter table, and the hand image these chapters trace.
 
-- :func:`chapter_hand_sample`: one hand crop for the model chapters, from the user's FreiHAND
-  when a data root holds it, else from a small synthetic FreiHAND-style folder (shared by the
-  chapters, generated once).
+- :func:`chapter_hand_data`: the hand crops the model chapters trace, FreiHAND's evaluation
+  split from the user's data root when it holds FreiHAND, else a small synthetic FreiHAND-style
+  folder (shared by the chapters, generated once).
 - :func:`plot_scan_orders`: the visiting step of every pixel in the four scan orders of
   :data:`handssca.ssm.SCAN_ORDERS` (Section 3.3, "Space select").
 - :func:`plot_channel_select`: what the channel branch ("Channel select") reads, selects and
@@ -24,32 +24,35 @@ from handssca.report.tables import Table
 
 #: the folder (under ``data/synth``) of the synthetic hand images the model chapters trace
 CHAPTER_SYNTH_DIR = "model-chapters"
-#: FreiHAND-style samples generated there (the chapters show the first)
-CHAPTER_SYNTH_N = 4
+#: FreiHAND-style training and evaluation samples generated there: the chapters read the
+#: evaluation split (chapter 4 runs a batch of two through the network and its loss)
+CHAPTER_SYNTH_N = 2
 
 
-def chapter_hand_sample(input_size: int, seed: int = 0, data_root: str = ""
-                        ) -> Tuple[dict, str]:
-    """One hand crop of FreiHAND's evaluation split for the model chapters.
+def chapter_hand_data(input_size: int, seed: int = 0, data_root: str = ""):
+    """FreiHAND's evaluation split for the model chapters, cropped to ``input_size``.
 
     Args:
         input_size: S, the crop side (the network's input; any size the loader takes).
         seed: seed of the synthetic data when it is generated.
         data_root: a folder holding FreiHAND_pub_v2/ (see ``data/README.md``); empty: a
-            synthetic FreiHAND-style folder ``data/synth/model-chapters/freihand``,
-            generated on first use (a few seconds) and reused.
+            synthetic FreiHAND-style folder ``data/synth/model-chapters/freihand`` of
+            :data:`CHAPTER_SYNTH_N` evaluation samples, generated on first use (a few seconds) and reused.
 
     Returns:
-        (sample, kind): the loader's sample dictionary (``image`` (3, S, S), ImageNet
-        normalised; ``pose``, ``shape``, ``joints2d``, ...) and "real" or "synthetic".
+        (dataset, kind): a :class:`handssca.data.FreiHAND` whose items are the loader's sample
+        dictionaries (``image`` (3, S, S), ImageNet normalised; ``pose`` (48), ``shape`` (10),
+        ``joints2d`` (21, 2) in crop pixels / S, ...), and "real" or "synthetic".
     """
     from handssca.data import FreiHAND, dataset_source
     from handssca.utils import repo_root
 
     synth_dir = repo_root() / "data" / "synth" / CHAPTER_SYNTH_DIR
+    # no progress bar: a few seconds, and the bar would print into the chapter
     root, kind = dataset_source("freihand", data_root, n=CHAPTER_SYNTH_N, seed=seed,
-                                synth_dir=synth_dir)
-    return FreiHAND(root, split="test", input_size=input_size)[0], kind
+                                synth_dir=synth_dir, n_eval=CHAPTER_SYNTH_N,
+                                show_progress=False)
+    return FreiHAND(root, split="test", input_size=input_size), kind
 
 
 def plot_scan_orders(h: int, w: int, orders: Sequence[str]):
