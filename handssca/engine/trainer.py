@@ -25,6 +25,12 @@ folder is refused, naming the first difference, unless the folder's run never co
 epoch (a start that failed, e.g. on an empty data folder: nothing trained is lost by replacing
 it).
 
+Several processes: under ``torchrun --nproc_per_node=N -m handssca train ...`` the same loop
+runs data-parallel (:mod:`.distributed`): each process takes its share of every epoch's
+(seed, epoch) permutation, the profile's batch is the global one, and rank 0 alone validates
+and writes the run folder; a checkpoint holds the plain network's weights, so a run may resume
+at another number of processes.
+
 One writer per folder: a run is written only under the folder's lock (:mod:`.runlock`,
 ``<run>/.lock``); a second ``train`` into a folder in use is refused with the holder's PID.
 Reusing a finished run only reads it and takes no lock.
@@ -36,6 +42,7 @@ import json
 import math
 import random
 import sys
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +57,7 @@ from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
 from ..utils import (environment_info, git_commit, progress, repo_root, require_folder,
                      write_json_atomic)
 from . import checkpoint as ckpt
+from . import distributed
 from .datasets import (SYNTH_IDENTITY_KEYS, EpochAugmented, EpochSampler, Unaugmented, collate,
                        memoise_annotations, memoise_images, open_dataset, resolve_data,
                        synthetic_identity, train_val_split)
@@ -313,7 +321,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
           out=None, seed: int = 0, resume: bool = True, device: Optional[str] = None,
           overrides: Optional[dict] = None, compile: Optional[bool] = None,
           num_workers: Optional[int] = None, callback: Optional[Callable[[dict], Any]] = None,
-          hand_model=None, verbose: bool = True, tensorboard: bool = True) -> RunSummary:
+          hand_model=None, verbose: bool = True, tensorboard: bool = True,
+          sync_bn: bool = False) -> RunSummary:
     """Train HandSSCA (or a Table 6 variant) on a dataset, or reuse the finished run.
 
     Args:
@@ -341,6 +350,11 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
             procedural hand; recorded in the checkpoints).
         verbose: print what happens (data, resume, one line per epoch) on stderr.
         tensorboard: write TensorBoard events when TensorBoard is installed.
+        sync_bn: under torchrun, BatchNorm statistics over the global batch
+            (``torch.nn.SyncBatchNorm``, CUDA only); default: each process's own batch, as the
+            authors' per-GPU training. Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set) the
+            run is data-parallel (:mod:`.distributed`): the profile's batch is the global one,
+            rank 0 writes every file, the others return the same summary.
 
     Returns:
         a :class:`RunSummary`: "run" (folder), "status", "reused", "data" ("real" or
@@ -365,11 +379,18 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         train_cfg["num_workers"] = int(num_workers)
     if compile is not None:
         train_cfg["compile"] = bool(compile)
-    dev = pick_device(device)
+    world, dev = distributed.setup(pick_device(device))
+    if not world.is_main:  # one voice: rank 0 logs for the job
+        log = (lambda msg: None)
+    distributed.per_rank_batch(int(train_cfg["batch_size"]), world)
+    if sync_bn:
+        distributed.check_sync_bn(dev)
     if out:  # a file in the way is refused before any data is read or generated
         require_folder(Path(out).expanduser(), "--out", RUN_FOLDER_EXPECTED)
 
-    source = resolve_data(dataset, data_root, prof.get("name"), seed, prof, log=log)
+    # rank 0 first: it may generate the synthetic data, which the others then read
+    source = distributed.main_first(
+        lambda: resolve_data(dataset, data_root, prof.get("name"), seed, prof, log=log), world)
     if hand_model is None:
         from ..hand import load_hand_model
 
@@ -382,30 +403,62 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     out = out.expanduser().resolve()
     # a finished run is reused without the lock: reading it needs none, and several chapters
     # (or processes) may share it at once
-    existing = _check_existing(out, config, fp)
-    if existing and existing.get("status") == "complete":
-        return _reused(out, existing, fp, log)
-    with run_lock(out):
-        # checked again under the lock: another process may have finished or started the run
-        existing = _check_existing(out, config, fp, log)
-        if existing and existing.get("status") == "complete":
-            return _reused(out, existing, fp, log)
-        last_json = ckpt.checkpoint_dir(out) / "last.json"
-        resuming = existing is not None and last_json.exists()
-        if resuming and not resume:
-            raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
-                               f"{ckpt.read_checkpoint_json(last_json).get('epoch')}); pass "
-                               f"resume=True (--resume) to continue it, or choose another --out")
+    with contextlib.ExitStack() as held:
+        decision = _decide(out, config, fp, resume, log, held, world)
+        if decision[0] == "reused":
+            return RunSummary(decision[1])
         threads = torch.get_num_threads()
         if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
             torch.set_num_threads(train_cfg["cpu_threads"])
         try:
             ctx = RunContext(out=out, config=config, fp=fp, prof=prof, cfg=train_cfg,
                              network=network, source=source, hand_model=hand_model, dev=dev,
-                             seed=seed, callback=callback, log=log)
-            return _run(ctx, resuming, tensorboard)
+                             seed=seed, callback=callback, log=log, world=world,
+                             sync_bn=bool(sync_bn))
+            return _run(ctx, decision[0] == "resume", tensorboard)
         finally:
             torch.set_num_threads(threads)
+
+
+def _decide(out: Path, config: dict, fp: str, resume: bool, log, held: contextlib.ExitStack,
+            world: distributed.World) -> tuple:
+    """What to do with ``out``: ("reused", summary), ("resume", None) or ("new", None).
+
+    Rank 0 decides (taking the folder's lock into ``held`` when it trains) and every rank
+    receives its decision; an error on rank 0 stops the others with its message."""
+    decision = None
+    if world.is_main:
+        try:
+            decision = _decide_here(out, config, fp, resume, log, held)
+        except Exception as err:
+            distributed.share(("error", f"rank 0 refused the run: {err}"), world)
+            raise
+    decision = distributed.share(decision, world)
+    if decision[0] == "error":
+        raise RuntimeError(decision[1])
+    return decision
+
+
+def _decide_here(out: Path, config: dict, fp: str, resume: bool, log,
+                 held: contextlib.ExitStack) -> tuple:
+    """:func:`_decide` in the process that writes the run folder."""
+    # a finished run is reused without the lock: reading it needs none, and several chapters
+    # (or processes) may share it at once
+    existing = _check_existing(out, config, fp)
+    if existing and existing.get("status") == "complete":
+        return "reused", _reused(out, existing, fp, log)
+    held.enter_context(run_lock(out))
+    # checked again under the lock: another process may have finished or started the run
+    existing = _check_existing(out, config, fp, log)
+    if existing and existing.get("status") == "complete":
+        return "reused", _reused(out, existing, fp, log)
+    last_json = ckpt.checkpoint_dir(out) / "last.json"
+    resuming = existing is not None and last_json.exists()
+    if resuming and not resume:
+        raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
+                           f"{ckpt.read_checkpoint_json(last_json).get('epoch')}); pass "
+                           f"resume=True (--resume) to continue it, or choose another --out")
+    return ("resume" if resuming else "new"), None
 
 
 def _reused(out: Path, existing: dict, fp: str, log) -> RunSummary:
@@ -434,6 +487,8 @@ class RunContext:
     seed: int
     callback: Optional[Callable[[dict], Any]]
     log: Callable[[str], None]
+    world: distributed.World = distributed.SINGLE   # this process among torchrun's
+    sync_bn: bool = False
     run_record: dict = field(default_factory=dict)
     train_rows: Any = None
     val_rows: Any = None
@@ -441,7 +496,8 @@ class RunContext:
     loader: Any = None
     val_loader: Any = None
     raw_model: Any = None         # the network itself (its weights are what checkpoints hold)
-    model: Any = None             # what is called: raw_model moved, maybe compiled
+    net: Any = None               # raw_model moved, maybe compiled (what validation calls)
+    model: Any = None             # what training calls: net, in DistributedDataParallel
     counts: dict = field(default_factory=dict)
     amp: str = "none"
     optimizer: Any = None
@@ -456,6 +512,18 @@ class RunContext:
     @property
     def epochs(self) -> int:
         return int(self.cfg["epochs"])
+
+    @property
+    def rank_batch(self) -> int:
+        """The batch each process loads (the profile's batch is the global one)."""
+        return distributed.per_rank_batch(int(self.cfg["batch_size"]), self.world)
+
+    @property
+    def parallel_record(self) -> dict:
+        """How the run is spread: world size, per-rank and global batch, BatchNorm."""
+        return {"world_size": self.world.size, "per_rank_batch": self.rank_batch,
+                "global_batch": int(self.cfg["batch_size"]),
+                "batchnorm": "synchronised" if self.sync_bn else "per process"}
 
     @property
     def info_base(self) -> dict:
@@ -475,19 +543,23 @@ class RunContext:
 def _run(ctx: RunContext, resuming: bool, use_tensorboard: bool) -> RunSummary:
     """One run, as named steps: the run record, the loaders, the model, the restore, then per
     epoch one pass over the data and its validation and checkpoint."""
-    _start_record(ctx, resuming)
+    main = ctx.world.is_main
+    if main:
+        _start_record(ctx, resuming)
     _build_loaders(ctx)
     _build_model(ctx, resuming)
     if resuming:
         _restore(ctx)
-    ckpt.prune(ctx.out)
-    write_log(ctx.out, ctx.history)
+    if main:  # every rank has read the checkpoint it needs before rank 0 may write the next
+        ckpt.prune(ctx.out)
+        write_log(ctx.out, ctx.history)
     ctx.tb = TensorBoard(ctx.out, purge_step=ctx.step if resuming else None,
-                         enabled=use_tensorboard)
+                         enabled=use_tensorboard and main)
     _log_start(ctx)
-    for epoch in range(ctx.start_epoch, ctx.epochs):
-        rec = _train_epoch(ctx, epoch)
-        _end_epoch(ctx, rec)
+    with distributed.collective_guard(ctx.world):
+        for epoch in range(ctx.start_epoch, ctx.epochs):
+            rec = _train_epoch(ctx, epoch)
+            _end_epoch(ctx, rec)
     ctx.tb.close()
     return _finish(ctx)
 
@@ -499,6 +571,8 @@ def _start_record(ctx: RunContext, resuming: bool) -> None:
     runtime = {k: ctx.cfg[k] for k in RUNTIME_KEYS}
     ctx.run_record = {"config": ctx.config, "fingerprint": ctx.fp, "status": "running",
                       "runtime": runtime, "provenance": provenance(ctx.dev)}
+    if ctx.world.parallel:  # not in the fingerprint: a run may resume at another world size
+        ctx.run_record["parallel"] = ctx.parallel_record
     if resuming:
         prev = read_run(ctx.out)
         ctx.run_record["provenance"] = dict(prev.get("provenance", {}),
@@ -516,6 +590,7 @@ def _build_loaders(ctx: RunContext) -> None:
     """The training loader (every epoch's order and augmentation from (seed, epoch) alone, see
     :mod:`.datasets`) and the validation loader over the held-out rows."""
     cfg, S, bs = ctx.cfg, int(ctx.cfg["input_size"]), int(ctx.cfg["batch_size"])
+    rank_bs = ctx.rank_batch
     train_ds = memoise_annotations(open_dataset(ctx.source, "train", S,
                                                 hand_model=ctx.hand_model))
     memoise_images(train_ds, cfg["cache_images_mb"])
@@ -527,13 +602,15 @@ def _build_loaders(ctx: RunContext) -> None:
     # each epoch's order and augmentation depend on (seed, epoch) only, so the loader's workers
     # may persist across epochs (and keep their decoded annotations)
     nw = int(cfg["num_workers"])
-    ctx.sampler = EpochSampler(len(ctx.train_rows), ctx.seed)
+    # under torchrun each rank takes its share of the same permutation (.distributed)
+    ctx.sampler = (distributed.RankSampler(len(ctx.train_rows), ctx.seed, ctx.world)
+                   if ctx.world.parallel else EpochSampler(len(ctx.train_rows), ctx.seed))
     ctx.loader = DataLoader(EpochAugmented(train_ds, ctx.train_rows, ctx.seed, cfg["augment"]),
-                            batch_size=bs, sampler=ctx.sampler, drop_last=True, num_workers=nw,
+                            batch_size=rank_bs, sampler=ctx.sampler, drop_last=True, num_workers=nw,
                             worker_init_fn=worker_init_fn, collate_fn=collate,
                             pin_memory=ctx.dev.type == "cuda", persistent_workers=nw > 0)
     ctx.val_loader = None
-    if len(ctx.val_rows):
+    if len(ctx.val_rows) and ctx.world.is_main:  # rank 0 validates (and alone records it)
         ctx.val_loader = DataLoader(Unaugmented(train_ds, ctx.val_rows), batch_size=bs,
                                     shuffle=False, num_workers=nw, collate_fn=collate,
                                     worker_init_fn=worker_init_fn, persistent_workers=nw > 0)
@@ -551,11 +628,14 @@ def _build_model(ctx: RunContext, resuming: bool) -> None:
         init_mean_hand(raw)
     if cfg["imagenet_weights"] and not resuming:  # the paper's initialisation of ResNet-50
         load_imagenet_weights(raw, cfg["imagenet_weights"])
-    ctx.raw_model = raw
     ctx.network = raw.config.to_dict()  # every field, defaults included, for the checkpoints
+    if ctx.sync_bn:  # same parameter and buffer names: the checkpoints stay plain
+        raw = distributed.convert_sync_bn(raw, ctx.dev)
+    ctx.raw_model = raw
     ctx.counts = parameter_count(raw)
     ctx.amp = cfg["amp"] if ctx.dev.type == "cuda" else "none"
-    ctx.model = prepare_model(raw, ctx.dev, ctx.amp, cfg["channels_last"], cfg["compile"])
+    ctx.net = prepare_model(raw, ctx.dev, ctx.amp, cfg["channels_last"], cfg["compile"])
+    ctx.model = distributed.wrap(ctx.net, ctx.world, ctx.dev)
     ctx.optimizer = make_optimizer(raw, cfg["optimizer"])
     ctx.scheduler = make_scheduler(ctx.optimizer, cfg["lr_step"], len(ctx.loader),
                                    cfg["warmup_steps"])
@@ -586,6 +666,11 @@ def _log_start(ctx: RunContext) -> None:
             f"({'bf16 autocast' if ctx.amp == 'bf16' else 'fp32'}): {text}; "
             f"{len(ctx.train_rows)} train / {len(ctx.val_rows)} val samples, batch "
             f"{int(ctx.cfg['batch_size'])}, {ctx.epochs} epochs")
+    if ctx.world.parallel:
+        par = ctx.parallel_record
+        ctx.log(f"[train] data-parallel over {par['world_size']} processes: global batch "
+                f"{par['global_batch']} = {par['world_size']} x {par['per_rank_batch']} per "
+                f"process; BatchNorm statistics {par['batchnorm']}")
 
 
 def _train_step(ctx: RunContext, batch: dict, epoch: int, b: int, each_step: bool) -> dict:
@@ -636,12 +721,16 @@ def _train_epoch(ctx: RunContext, epoch: int) -> Dict[str, Any]:
     bar = progress(ctx.loader, desc=f"epoch {epoch + 1}/{ctx.epochs}", total=len(ctx.loader),
                    leave=False)
     for b, batch in enumerate(bar):
+        distributed.maybe_inject_fault(ctx.world, ctx.step + 1)
         terms = _train_step(ctx, batch, epoch, b, each_step)
         n = batch["image"].shape[0]
         seen += n
         sums += torch.stack([terms["total"]] + [terms[t] for t in LOSS_TERMS]).double() * n
         _report_step(ctx, bar, terms, epoch, b)
     bar.close()
+    # the epoch's means over every rank's samples (one all-reduce per epoch)
+    totals = distributed.all_sum(torch.cat([sums, sums.new_tensor([seen])]), ctx.world)
+    sums, seen = totals[:-1], int(totals[-1])
     means = (sums / max(seen, 1)).tolist()
     seconds = time.time() - t0
     rec: Dict[str, Any] = {"epoch": epoch + 1, "step": ctx.step, "lr": lr, "loss": means[0]}
@@ -657,8 +746,13 @@ def _end_epoch(ctx: RunContext, rec: Dict[str, Any]) -> None:
     # before validating: diverged weights would fail there with a message about NaN outputs
     if not math.isfinite(rec["loss"]):
         raise diverged(rec["loss"], epoch, ctx.cfg["optimizer"]["lr"], ctx.source.root)
+    if not ctx.world.is_main:  # rank 0 validates and writes; the others go on
+        ctx.history.append(rec)
+        if ctx.callback is not None:
+            ctx.callback({"kind": "epoch", **rec})
+        return
     if ctx.val_loader is not None:
-        rec.update(validate(ctx.model, ctx.raw_model, ctx.val_loader, ctx.dev, ctx.amp,
+        rec.update(validate(ctx.net, ctx.raw_model, ctx.val_loader, ctx.dev, ctx.amp,
                             ctx.weights))
     ctx.history.append(rec)
     is_best = "val_pa_mpjpe" in rec and (ctx.best is None
@@ -696,6 +790,10 @@ def _finish(ctx: RunContext) -> RunSummary:
         "parameters": ctx.counts, "device": device_name(ctx.dev), "network": ctx.network,
         "hand_model": ctx.hand_record, "fingerprint": ctx.fp,
     })
+    if ctx.world.parallel:
+        summary["parallel"] = ctx.parallel_record
+    if not ctx.world.is_main:
+        return summary
     ctx.run_record.update(status="complete", summary=dict(summary))
     write_json_atomic(ctx.out / RUN_FILE, ctx.run_record)
     ctx.log(f"[train] done: {ctx.out}")
