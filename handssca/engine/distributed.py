@@ -32,6 +32,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Dict, Iterator, Optional
@@ -226,6 +227,10 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn
     if not world.parallel:
         return model
     ids = [device.index] if device.type == "cuda" else None
+    # DDP warns when a gradient's strides differ from its bucket's: the depthwise convolutions'
+    # weights, (C, 1, k, k), get gradients whose strides differ only along the size-1 axis,
+    # the same memory layout; nothing is copied or slowed
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, process_group=_GROUP)
 
 
