@@ -3,6 +3,9 @@
 Writes ``metrics.json`` (every metric, the two constants that ignore the image: the mean pose and
 the mean articulation, provenance) and the official
 submission file into ``<run>/eval/<dataset>-<split>-<which>/`` (or ``--out``).
+
+Under ``torchrun --nproc_per_node=N -m handssca evaluate ...`` each process predicts its share
+of the split and rank 0 writes the same files as one process would.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ def _fmt(metrics: dict) -> str:
 
 def run(args) -> int:
     """Evaluate; print the main numbers. Returns the exit status."""
+    from .distributed import shutdown
     from .evaluation import constants_line, evaluate
 
     if args.batch_size < 1:
@@ -57,6 +61,10 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        shutdown()  # leave torchrun's process group, if any (nothing in one process)
+    if rep is None:  # under torchrun, a rank other than 0: rank 0 reports
+        return 0
     print(f"{rep['dataset']} {rep['split']} ({rep['data']} data, {rep['n_samples']} samples)")
     if rep["metrics"] is not None:
         print(f"  model:     {_fmt(rep['metrics'])}  (mm; F-scores as fractions)")

@@ -2,6 +2,9 @@
 
 Without ``--data-root`` the run uses synthetic data of the dataset's style (generated on first
 use into ``data/synth/``) and says so; every result it writes is labelled ``data: synthetic``.
+
+Under ``torchrun --nproc_per_node=N -m handssca train ...`` the run is data-parallel over N
+processes (:mod:`.distributed`): ``--batch-size`` (or the profile's batch) is the global batch.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import math
 import sys
 
 from ..errors import DiskFullError
+from .distributed import world_from_env
 from .profiles import DATASETS, available_profiles
 
 ATTENTIONS = ("none", "self_attention", "ssa", "ssca")
@@ -44,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torchvision's ImageNet resnet50 state dict file to start the "
                              "ResNet-50 from, as the paper does (overrides the profile's "
                              "imagenet_weights; not for a light backbone)")
+    parser.add_argument("--sync-bn", action="store_true",
+                        help="under torchrun, BatchNorm statistics over the global batch "
+                             "(SyncBatchNorm, CUDA only; default: each process's own batch, as "
+                             "the authors' per-GPU training)")
 
 
 def overrides_from(args) -> dict:
@@ -69,13 +77,23 @@ def overrides_from(args) -> dict:
 
 def run(args) -> int:
     """Train; print the run folder and the final metrics. Returns the exit status."""
+    from .distributed import shutdown
     from .trainer import train
 
+    try:
+        return _train_and_report(args, train)
+    finally:
+        shutdown()  # leave torchrun's process group, if any (nothing in one process)
+
+
+def _train_and_report(args, train) -> int:
+    """:func:`run`'s body: train, then print the summary."""
     try:
         over = overrides_from(args)
         summary = train(args.dataset, args.data_root, profile=args.profile, attention=args.attention,
                         out=args.out, seed=args.seed, resume=args.resume, device=args.device,
-                        overrides=over or None, compile=args.compile, num_workers=args.num_workers)
+                        overrides=over or None, compile=args.compile, num_workers=args.num_workers,
+                        sync_bn=args.sync_bn)
     except DiskFullError as e:
         # the completed epochs are checkpointed: say how to continue once there is room
         print(f"error: {e}, with --resume to continue from the last checkpoint", file=sys.stderr)
@@ -83,6 +101,8 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not world_from_env().is_main:  # rank 0 reports for the job
+        return 0
     final = summary.get("final") or {}
     print(f"run: {summary['run']} ({summary['status']}{', reused' if summary.get('reused') else ''}; "
           f"data: {summary['data']})")

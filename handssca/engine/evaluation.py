@@ -44,17 +44,18 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from ..errors import DamagedFileError, read_json
 from ..report.verdict import verdict
 from ..utils import progress, refuse_existing, require_folder, write_json_atomic
+from . import distributed
 from .checkpoint import sha256_file
 from .datasets import (DataSource, Unaugmented, collate, open_dataset, resolve_data,
                        root_relative_mean, synthetic_identity, train_val_split)
 from .profiles import check_dataset, resolve_profile, synthetic_settings
 from .runs import EVAL_DIR, Run, load_run
-from .runtime import device_name, to_device
+from .runtime import device_name, pick_device, to_device
 from .trainer import provenance
 
 SPLITS = ("test", "val", "train")
@@ -116,6 +117,28 @@ def predict_dataset(model, ds, device, batch_size: int = 32, num_workers: int = 
         acc["vertices"].append((out["vertices"].float() - wrist).cpu().numpy())
         _append_sample_fields(acc, ids, batch)
     return _in_dataset_order(acc, ids)
+
+
+def predict_shared(model, ds, device, world: distributed.World, batch_size: int = 32,
+                   num_workers: int = 0, desc: str = "predict") -> Optional[Dict[str, np.ndarray]]:
+    """:func:`predict_dataset` spread over torchrun's ranks: rank r predicts samples
+    r, r + W, ... (every sample once, the last ones on the first N mod W ranks), and rank 0
+    receives all N in dataset order; None on the other ranks. One process: predict_dataset."""
+    if not world.parallel:
+        return predict_dataset(model, ds, device, batch_size, num_workers, desc=desc)
+    share = Subset(ds, distributed.rank_share(len(ds), world))
+    part = predict_dataset(model, share, device, batch_size, num_workers, desc=desc)
+    return distributed.gather_in_order(part, world, len(ds))
+
+
+def _parallel_device(checkpoint, device):
+    """(world, device) of an evaluation: under torchrun the process group joined and, on CUDA,
+    this rank's GPU; one process: (SINGLE, ``device`` unchanged)."""
+    world = distributed.world_from_env()
+    if not world.parallel or isinstance(checkpoint, Run):  # a loaded Run has its device
+        return distributed.SINGLE if isinstance(checkpoint, Run) else world, device
+    world, dev = distributed.setup(pick_device(device), world)
+    return world, str(dev)
 
 
 def _append_sample_fields(acc: Dict[str, list], ids: list, batch: dict) -> None:
@@ -585,14 +608,20 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
         the content of ``metrics.json``: "metrics" (None when the split has no ground truth),
         "baseline" (the mean-pose constant), "ratio_to_baseline", "baseline_mean_articulation",
         "ratio_to_mean_articulation", "submission", "data", "protocol", "provenance", ...
+        Under torchrun: on rank 0; None on the other ranks, which predict their share only.
     """
     log = _log if verbose else (lambda m: None)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if out is not None:  # a file in the way is refused before the evaluation's work
         require_folder(out, "--out", "a folder for metrics.json and the submission")
+    world, device = _parallel_device(checkpoint, device)
+    if not world.is_main:  # one voice: rank 0 logs and writes for the job
+        log = (lambda m: None)
     run = _as_run(checkpoint, which, device)
-    source = _source_for(dataset, data_root, run, run.profile, run.seed, log, SPLIT_ROWS[split])
+    # rank 0 first: it may generate the synthetic split, which the others then read
+    source = distributed.main_first(lambda: _source_for(
+        dataset, data_root, run, run.profile, run.seed, log, SPLIT_ROWS[split]), world)
     if out is None:
         name = f"{source.dataset}-{split}-{which}"
         own = _recorded_root(run)
@@ -608,7 +637,10 @@ def evaluate(checkpoint, dataset: Optional[str] = None, data_root=None, split: s
     kind = "SYNTHETIC " if source.kind == "synthetic" else "real "
     log(f"[evaluate] {run.path.name}: {kind}{source.dataset} {split} split, {len(ds)} samples, "
         f"{which} checkpoint (epoch {run.checkpoint.get('epoch')}) on {device_name(dev)}")
-    res = predict_dataset(run.model, ds, dev, batch_size, num_workers, desc=f"evaluate {split}")
+    res = predict_shared(run.model, ds, dev, world, batch_size, num_workers,
+                         desc=f"evaluate {split}")
+    if res is None:  # another rank than 0: its share is with rank 0
+        return None
     gt = ground_truth(source, res, ds)
     metrics = None
     if gt is not None:

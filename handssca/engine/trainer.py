@@ -25,6 +25,12 @@ folder is refused, naming the first difference, unless the folder's run never co
 epoch (a start that failed, e.g. on an empty data folder: nothing trained is lost by replacing
 it).
 
+Several processes: under ``torchrun --nproc_per_node=N -m handssca train ...`` the same loop
+runs data-parallel (:mod:`.distributed`): each process takes its share of every epoch's
+(seed, epoch) permutation, the profile's batch is the global one, and rank 0 alone validates
+and writes the run folder; a checkpoint holds the plain network's weights, so a run may resume
+at another number of processes.
+
 One writer per folder: a run is written only under the folder's lock (:mod:`.runlock`,
 ``<run>/.lock``); a second ``train`` into a folder in use is refused with the holder's PID.
 Reusing a finished run only reads it and takes no lock.
@@ -36,7 +42,9 @@ import json
 import math
 import random
 import sys
+import contextlib
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -49,6 +57,7 @@ from ..models import NETWORK_VERSION, build_model, load_imagenet_weights
 from ..utils import (environment_info, git_commit, progress, repo_root, require_folder,
                      write_json_atomic)
 from . import checkpoint as ckpt
+from . import distributed
 from .datasets import (SYNTH_IDENTITY_KEYS, EpochAugmented, EpochSampler, Unaugmented, collate,
                        memoise_annotations, memoise_images, open_dataset, resolve_data,
                        synthetic_identity, train_val_split)
@@ -312,7 +321,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
           out=None, seed: int = 0, resume: bool = True, device: Optional[str] = None,
           overrides: Optional[dict] = None, compile: Optional[bool] = None,
           num_workers: Optional[int] = None, callback: Optional[Callable[[dict], Any]] = None,
-          hand_model=None, verbose: bool = True, tensorboard: bool = True) -> RunSummary:
+          hand_model=None, verbose: bool = True, tensorboard: bool = True,
+          sync_bn: bool = False) -> RunSummary:
     """Train HandSSCA (or a Table 6 variant) on a dataset, or reuse the finished run.
 
     Args:
@@ -340,6 +350,11 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
             procedural hand; recorded in the checkpoints).
         verbose: print what happens (data, resume, one line per epoch) on stderr.
         tensorboard: write TensorBoard events when TensorBoard is installed.
+        sync_bn: under torchrun, BatchNorm statistics over the global batch
+            (``torch.nn.SyncBatchNorm``, CUDA only); default: each process's own batch, as the
+            authors' per-GPU training. Under torchrun (RANK, WORLD_SIZE, LOCAL_RANK set) the
+            run is data-parallel (:mod:`.distributed`): the profile's batch is the global one,
+            rank 0 writes every file, the others return the same summary.
 
     Returns:
         a :class:`RunSummary`: "run" (folder), "status", "reused", "data" ("real" or
@@ -364,11 +379,18 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
         train_cfg["num_workers"] = int(num_workers)
     if compile is not None:
         train_cfg["compile"] = bool(compile)
-    dev = pick_device(device)
+    world, dev = distributed.setup(pick_device(device))
+    if not world.is_main:  # one voice: rank 0 logs for the job
+        log = (lambda msg: None)
+    distributed.per_rank_batch(int(train_cfg["batch_size"]), world)
+    if sync_bn:
+        distributed.check_sync_bn(dev)
     if out:  # a file in the way is refused before any data is read or generated
         require_folder(Path(out).expanduser(), "--out", RUN_FOLDER_EXPECTED)
 
-    source = resolve_data(dataset, data_root, prof.get("name"), seed, prof, log=log)
+    # rank 0 first: it may generate the synthetic data, which the others then read
+    source = distributed.main_first(
+        lambda: resolve_data(dataset, data_root, prof.get("name"), seed, prof, log=log), world)
     if hand_model is None:
         from ..hand import load_hand_model
 
@@ -381,28 +403,62 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
     out = out.expanduser().resolve()
     # a finished run is reused without the lock: reading it needs none, and several chapters
     # (or processes) may share it at once
-    existing = _check_existing(out, config, fp)
-    if existing and existing.get("status") == "complete":
-        return _reused(out, existing, fp, log)
-    with run_lock(out):
-        # checked again under the lock: another process may have finished or started the run
-        existing = _check_existing(out, config, fp, log)
-        if existing and existing.get("status") == "complete":
-            return _reused(out, existing, fp, log)
-        last_json = ckpt.checkpoint_dir(out) / "last.json"
-        resuming = existing is not None and last_json.exists()
-        if resuming and not resume:
-            raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
-                               f"{ckpt.read_checkpoint_json(last_json).get('epoch')}); pass "
-                               f"resume=True (--resume) to continue it, or choose another --out")
+    with contextlib.ExitStack() as held:
+        decision = _decide(out, config, fp, resume, log, held, world)
+        if decision[0] == "reused":
+            return RunSummary(decision[1])
         threads = torch.get_num_threads()
         if dev.type == "cpu" and train_cfg["cpu_threads"] > 0:
             torch.set_num_threads(train_cfg["cpu_threads"])
         try:
-            return _run(out, config, fp, prof, train_cfg, network, source, hand_model, dev, seed,
-                        resuming, callback, log, tensorboard)
+            ctx = RunContext(out=out, config=config, fp=fp, prof=prof, cfg=train_cfg,
+                             network=network, source=source, hand_model=hand_model, dev=dev,
+                             seed=seed, callback=callback, log=log, world=world,
+                             sync_bn=bool(sync_bn))
+            return _run(ctx, decision[0] == "resume", tensorboard)
         finally:
             torch.set_num_threads(threads)
+
+
+def _decide(out: Path, config: dict, fp: str, resume: bool, log, held: contextlib.ExitStack,
+            world: distributed.World) -> tuple:
+    """What to do with ``out``: ("reused", summary), ("resume", None) or ("new", None).
+
+    Rank 0 decides (taking the folder's lock into ``held`` when it trains) and every rank
+    receives its decision; an error on rank 0 stops the others with its message."""
+    decision = None
+    if world.is_main:
+        try:
+            decision = _decide_here(out, config, fp, resume, log, held)
+        except Exception as err:
+            distributed.share(("error", f"rank 0 refused the run: {err}"), world)
+            raise
+    decision = distributed.share(decision, world)
+    if decision[0] == "error":
+        raise RuntimeError(decision[1])
+    return decision
+
+
+def _decide_here(out: Path, config: dict, fp: str, resume: bool, log,
+                 held: contextlib.ExitStack) -> tuple:
+    """:func:`_decide` in the process that writes the run folder."""
+    # a finished run is reused without the lock: reading it needs none, and several chapters
+    # (or processes) may share it at once
+    existing = _check_existing(out, config, fp)
+    if existing and existing.get("status") == "complete":
+        return "reused", _reused(out, existing, fp, log)
+    held.enter_context(run_lock(out))
+    # checked again under the lock: another process may have finished or started the run
+    existing = _check_existing(out, config, fp, log)
+    if existing and existing.get("status") == "complete":
+        return "reused", _reused(out, existing, fp, log)
+    last_json = ckpt.checkpoint_dir(out) / "last.json"
+    resuming = existing is not None and last_json.exists()
+    if resuming and not resume:
+        raise RuntimeError(f"{out} holds an unfinished run (checkpoint of epoch "
+                           f"{ckpt.read_checkpoint_json(last_json).get('epoch')}); pass "
+                           f"resume=True (--resume) to continue it, or choose another --out")
+    return ("resume" if resuming else "new"), None
 
 
 def _reused(out: Path, existing: dict, fp: str, log) -> RunSummary:
@@ -411,172 +467,334 @@ def _reused(out: Path, existing: dict, fp: str, log) -> RunSummary:
     return RunSummary(dict(existing["summary"], reused=True, run=str(out)))
 
 
-def _run(out: Path, config: dict, fp: str, prof: Profile, cfg: dict, network: dict, source,
-         hand_model, dev: torch.device, seed: int, resuming: bool, callback, log,
-         use_tensorboard: bool) -> RunSummary:
+@dataclass
+class RunContext:
+    """What the steps of one training run share: where it writes, what it trains, with what.
+
+    Built by :func:`_run` from :func:`train`'s resolved arguments; the steps
+    (:func:`_build_loaders`, :func:`_build_model`, :func:`_restore`, :func:`_train_epoch`,
+    :func:`_end_epoch`, :func:`_finish`) fill in and advance the fields after ``log``."""
+
+    out: Path
+    config: dict
+    fp: str
+    prof: Profile
+    cfg: dict                     # the resolved training section (profile + overrides)
+    network: dict                 # build_model keywords (every field once the model is built)
+    source: Any                   # the DataSource
+    hand_model: Any
+    dev: torch.device
+    seed: int
+    callback: Optional[Callable[[dict], Any]]
+    log: Callable[[str], None]
+    world: distributed.World = distributed.SINGLE   # this process among torchrun's
+    sync_bn: bool = False
+    run_record: dict = field(default_factory=dict)
+    train_rows: Any = None
+    val_rows: Any = None
+    sampler: Any = None
+    loader: Any = None
+    val_loader: Any = None
+    raw_model: Any = None         # the network itself (its weights are what checkpoints hold)
+    net: Any = None               # raw_model moved, maybe compiled (what validation calls)
+    model: Any = None             # what training calls: net, in DistributedDataParallel
+    counts: dict = field(default_factory=dict)
+    amp: str = "none"
+    optimizer: Any = None
+    scheduler: Any = None
+    weights: Any = None           # LossWeights of Eq. 4
+    start_epoch: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)
+    best: Optional[dict] = None
+    tb: Any = None
+
+    @property
+    def epochs(self) -> int:
+        return int(self.cfg["epochs"])
+
+    @property
+    def rank_batch(self) -> int:
+        """The batch each process loads (the profile's batch is the global one)."""
+        return distributed.per_rank_batch(int(self.cfg["batch_size"]), self.world)
+
+    @property
+    def parallel_record(self) -> dict:
+        """How the run is spread: world size, per-rank and global batch, BatchNorm."""
+        return {"world_size": self.world.size, "per_rank_batch": self.rank_batch,
+                "global_batch": int(self.cfg["batch_size"]),
+                "batchnorm": "synchronised" if self.sync_bn else "per process"}
+
+    @property
+    def info_base(self) -> dict:
+        """What every checkpoint's JSON records beside its metrics."""
+        return {"network": self.network, "hand_model": self.hand_record,
+                "dataset": self.config["dataset"], "data": self.source.kind,
+                "data_root": str(self.source.root), "profile": self.prof.get("name"),
+                "attention": self.config["attention"], "seed": self.seed,
+                "fingerprint": self.fp, "run": str(self.out)}
+
+    @property
+    def hand_record(self) -> dict:
+        return {"kind": self.hand_model.kind,
+                "source": str(getattr(self.hand_model, "source", ""))}
+
+
+def _run(ctx: RunContext, resuming: bool, use_tensorboard: bool) -> RunSummary:
+    """One run, as named steps: the run record, the loaders, the model, the restore, then per
+    epoch one pass over the data and its validation and checkpoint."""
+    main = ctx.world.is_main
+    if main:
+        _start_record(ctx, resuming)
+    _build_loaders(ctx)
+    _build_model(ctx, resuming)
+    if resuming:
+        _restore(ctx)
+    if main:  # every rank has read the checkpoint it needs before rank 0 may write the next
+        ckpt.prune(ctx.out)
+        write_log(ctx.out, ctx.history)
+    ctx.tb = TensorBoard(ctx.out, purge_step=ctx.step if resuming else None,
+                         enabled=use_tensorboard and main)
+    _log_start(ctx)
+    with distributed.collective_guard(ctx.world):
+        for epoch in range(ctx.start_epoch, ctx.epochs):
+            rec = _train_epoch(ctx, epoch)
+            _end_epoch(ctx, rec)
+    ctx.tb.close()
+    return _finish(ctx)
+
+
+def _start_record(ctx: RunContext, resuming: bool) -> None:
+    """Write ``run.json`` with status "running" (a resumed run keeps its first provenance and
+    adds the time it was resumed) and say what data the run trains on."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    runtime = {k: ctx.cfg[k] for k in RUNTIME_KEYS}
+    ctx.run_record = {"config": ctx.config, "fingerprint": ctx.fp, "status": "running",
+                      "runtime": runtime, "provenance": provenance(ctx.dev)}
+    if ctx.world.parallel:  # not in the fingerprint: a run may resume at another world size
+        ctx.run_record["parallel"] = ctx.parallel_record
+    if resuming:
+        prev = read_run(ctx.out)
+        ctx.run_record["provenance"] = dict(prev.get("provenance", {}),
+                                            resumed_utc=provenance(ctx.dev)["time_utc"])
+    write_json_atomic(ctx.out / RUN_FILE, ctx.run_record)
+    src = ctx.source
+    if src.kind == "synthetic":
+        ctx.log(f"[train] data: SYNTHETIC {src.dataset}-style data in {src.root} (not the real "
+                f"dataset; every result is labelled data: synthetic)")
+    else:
+        ctx.log(f"[train] data: real {src.dataset} in {src.root}")
+
+
+def _build_loaders(ctx: RunContext) -> None:
+    """The training loader (every epoch's order and augmentation from (seed, epoch) alone, see
+    :mod:`.datasets`) and the validation loader over the held-out rows."""
+    cfg, S, bs = ctx.cfg, int(ctx.cfg["input_size"]), int(ctx.cfg["batch_size"])
+    rank_bs = ctx.rank_batch
+    train_ds = memoise_annotations(open_dataset(ctx.source, "train", S,
+                                                hand_model=ctx.hand_model))
+    memoise_images(train_ds, cfg["cache_images_mb"])
+    ctx.train_rows, ctx.val_rows = train_val_split(train_ds, cfg["val_fraction"],
+                                                   cfg["max_val_samples"], ctx.seed)
+    if len(ctx.train_rows) < bs:
+        raise ValueError(f"{len(ctx.train_rows)} training samples, fewer than one batch of {bs}: "
+                         f"lower batch_size or use more data")
+    # each epoch's order and augmentation depend on (seed, epoch) only, so the loader's workers
+    # may persist across epochs (and keep their decoded annotations)
+    nw = int(cfg["num_workers"])
+    # under torchrun each rank takes its share of the same permutation (.distributed)
+    ctx.sampler = (distributed.RankSampler(len(ctx.train_rows), ctx.seed, ctx.world)
+                   if ctx.world.parallel else EpochSampler(len(ctx.train_rows), ctx.seed))
+    ctx.loader = DataLoader(EpochAugmented(train_ds, ctx.train_rows, ctx.seed, cfg["augment"]),
+                            batch_size=rank_bs, sampler=ctx.sampler, drop_last=True, num_workers=nw,
+                            worker_init_fn=worker_init_fn, collate_fn=collate,
+                            pin_memory=ctx.dev.type == "cuda", persistent_workers=nw > 0)
+    ctx.val_loader = None
+    if len(ctx.val_rows) and ctx.world.is_main:  # rank 0 validates (and alone records it)
+        ctx.val_loader = DataLoader(Unaugmented(train_ds, ctx.val_rows), batch_size=bs,
+                                    shuffle=False, num_workers=nw, collate_fn=collate,
+                                    worker_init_fn=worker_init_fn, persistent_workers=nw > 0)
+
+
+def _build_model(ctx: RunContext, resuming: bool) -> None:
+    """The network (seeded from the run's seed; ImageNet weights for a new run when the profile
+    asks), the module to call, Adam, the schedule and the loss weights of Eq. 4."""
     from ..models import LossWeights
 
-    out.mkdir(parents=True, exist_ok=True)
-    runtime = {k: cfg[k] for k in RUNTIME_KEYS}
-    run_record = {"config": config, "fingerprint": fp, "status": "running", "runtime": runtime,
-                  "provenance": provenance(dev)}
-    if not resuming:
-        write_json_atomic(out / RUN_FILE, run_record)
-    else:
-        prev = read_run(out)
-        run_record["provenance"] = dict(prev.get("provenance", {}), resumed_utc=provenance(dev)["time_utc"])
-        write_json_atomic(out / RUN_FILE, run_record)
-    if source.kind == "synthetic":
-        log(f"[train] data: SYNTHETIC {source.dataset}-style data in {source.root} (not the real "
-            f"dataset; every result is labelled data: synthetic)")
-    else:
-        log(f"[train] data: real {source.dataset} in {source.root}")
-
-    # ---------------------------------------------------------------- data
-    S = int(cfg["input_size"])
-    train_ds = memoise_annotations(open_dataset(source, "train", S, hand_model=hand_model))
-    memoise_images(train_ds, cfg["cache_images_mb"])
-    train_rows, val_rows = train_val_split(train_ds, cfg["val_fraction"], cfg["max_val_samples"], seed)
-    bs = int(cfg["batch_size"])
-    if len(train_rows) < bs:
-        raise ValueError(f"{len(train_rows)} training samples, fewer than one batch of {bs}: "
-                         f"lower batch_size or use more data")
-    # each epoch's order and augmentation depend on (seed, epoch) only (see .datasets), so the
-    # loader's workers may persist across epochs (and keep their decoded annotations)
-    nw = int(cfg["num_workers"])
-    sampler = EpochSampler(len(train_rows), seed)
-    loader = DataLoader(EpochAugmented(train_ds, train_rows, seed, cfg["augment"]), batch_size=bs,
-                        sampler=sampler,
-                        drop_last=True, num_workers=nw, worker_init_fn=worker_init_fn,
-                        collate_fn=collate, pin_memory=dev.type == "cuda",
-                        persistent_workers=nw > 0)
-    val_loader = None
-    if len(val_rows):
-        val_loader = DataLoader(Unaugmented(train_ds, val_rows), batch_size=bs, shuffle=False,
-                                num_workers=nw, collate_fn=collate, worker_init_fn=worker_init_fn,
-                                persistent_workers=nw > 0)
-
-    # ---------------------------------------------------------------- model, optimiser
-    seed_everything(derive_seed(seed, -1, "init"))
-    raw_model = build_model(**network, hand_model=hand_model)
+    cfg = ctx.cfg
+    seed_everything(derive_seed(ctx.seed, -1, "init"))
+    raw = build_model(**ctx.network, hand_model=ctx.hand_model)
     if cfg["init_mean_hand"]:
-        init_mean_hand(raw_model)
+        init_mean_hand(raw)
     if cfg["imagenet_weights"] and not resuming:  # the paper's initialisation of ResNet-50
-        load_imagenet_weights(raw_model, cfg["imagenet_weights"])
-    network = raw_model.config.to_dict()  # every field, defaults included, for the checkpoints
-    counts = parameter_count(raw_model)
-    amp = cfg["amp"] if dev.type == "cuda" else "none"
-    model = prepare_model(raw_model, dev, amp, cfg["channels_last"], cfg["compile"])
-    optimizer = make_optimizer(raw_model, cfg["optimizer"])
-    scheduler = make_scheduler(optimizer, cfg["lr_step"], len(loader), cfg["warmup_steps"])
-    weights = LossWeights(**cfg["loss_weights"])
+        load_imagenet_weights(raw, cfg["imagenet_weights"])
+    ctx.network = raw.config.to_dict()  # every field, defaults included, for the checkpoints
+    if ctx.sync_bn:  # same parameter and buffer names: the checkpoints stay plain
+        raw = distributed.convert_sync_bn(raw, ctx.dev)
+    ctx.raw_model = raw
+    ctx.counts = parameter_count(raw)
+    ctx.amp = cfg["amp"] if ctx.dev.type == "cuda" else "none"
+    ctx.net = prepare_model(raw, ctx.dev, ctx.amp, cfg["channels_last"], cfg["compile"])
+    ctx.model = distributed.wrap(ctx.net, ctx.world, ctx.dev)
+    ctx.optimizer = make_optimizer(raw, cfg["optimizer"])
+    ctx.scheduler = make_scheduler(ctx.optimizer, cfg["lr_step"], len(ctx.loader),
+                                   cfg["warmup_steps"])
+    ctx.weights = LossWeights(**cfg["loss_weights"])
 
-    start_epoch, step, history, best = 0, 0, [], None
-    if resuming:
-        rec = ckpt.load_weights(raw_model, out, "last")
-        state = ckpt.load_state(rec["state"])
-        if state.get("fingerprint") != fp:
-            raise RunConfigMismatchError(f"{rec['state']} belongs to another configuration")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        history, best = list(state["history"]), state.get("best")
-        log(f"[train] resuming {out} after epoch {start_epoch} (step {step})")
-    ckpt.prune(out)
-    write_log(out, history)
-    tb = TensorBoard(out, purge_step=step if resuming else None, enabled=use_tensorboard)
 
-    epochs = int(cfg["epochs"])
-    text = (f"{network['attention']}, S={S}, C={network['C']}, "
-            f"{network['backbone']['kind']} backbone, {counts['total']:,} parameters")
-    log(f"[train] {config['dataset']} / {prof.get('name')} profile / seed {seed} on "
-        f"{device_name(dev)} ({'bf16 autocast' if amp == 'bf16' else 'fp32'}): {text}; "
-        f"{len(train_rows)} train / {len(val_rows)} val samples, batch {bs}, {epochs} epochs")
-    info_base = {"network": network,
-                 "hand_model": {"kind": hand_model.kind, "source": str(getattr(hand_model, "source", ""))},
-                 "dataset": config["dataset"], "data": source.kind, "data_root": str(source.root),
-                 "profile": prof.get("name"), "attention": config["attention"], "seed": seed,
-                 "fingerprint": fp, "run": str(out)}
-    each_step = check_every_step(dev)
-    for epoch in range(start_epoch, epochs):
-        seed_epoch(seed, epoch)  # the model's own randomness (drop path), if any
-        sampler.set_epoch(epoch)
-        lr = optimizer.param_groups[0]["lr"]
-        sums = torch.zeros(len(LOSS_TERMS) + 1, dtype=torch.float64, device=dev)
-        seen, t0 = 0, time.time()
-        bar = progress(loader, desc=f"epoch {epoch + 1}/{epochs}", total=len(loader), leave=False)
-        for b, batch in enumerate(bar):
-            batch = to_device(batch, dev, cfg["channels_last"])
-            with autocast(dev, amp):
-                pred = model(batch["image"])
-            pred = {k: v.float() for k, v in pred.items()}
-            terms = raw_model.compute_loss(pred, batch, weights)
-            # stop at the first non-finite loss, before it reaches the weights
-            if each_step and not torch.isfinite(terms["total"]):
-                raise diverged(float(terms["total"].detach()), epoch + 1,
-                               cfg["optimizer"]["lr"], source.root, step + 1, b + 1)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            if cfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg["grad_clip"])
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            n = batch["image"].shape[0]
-            seen += n
-            sums += torch.stack([terms["total"].detach()] + [terms[t].detach() for t in LOSS_TERMS]
-                                ).double() * n
-            if callback is not None or bar.disable is False or tb.active:
-                loss_now = float(terms["total"].detach())
-                if not bar.disable:
-                    bar.set_postfix(loss=f"{loss_now:.4g}")
-                tb.scalars({"loss": loss_now}, step, "train_step/")
-                if callback is not None:
-                    callback({"kind": "step", "epoch": epoch + 1, "batch": b, "step": step,
-                              "loss": loss_now})
-        bar.close()
-        means = (sums / max(seen, 1)).tolist()
-        seconds = time.time() - t0
-        rec: Dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": lr, "loss": means[0]}
-        rec.update({f"loss_{t}": m for t, m in zip(LOSS_TERMS, means[1:])})
-        rec.update({"train_samples": seen, "seconds": round(seconds, 3),
-                    "samples_per_second": round(seen / max(seconds, 1e-9), 2)})
-        # before validating: diverged weights would fail there with a message about NaN outputs
-        if not math.isfinite(rec["loss"]):
-            raise diverged(rec["loss"], epoch + 1, cfg["optimizer"]["lr"], source.root)
-        if val_loader is not None:
-            rec.update(validate(model, raw_model, val_loader, dev, amp, weights))
-        history.append(rec)
-        is_best = "val_pa_mpjpe" in rec and (best is None or rec["val_pa_mpjpe"] < best["val_pa_mpjpe"])
-        if is_best:
-            best = dict(rec)
-        state = {"epoch": epoch + 1, "step": step, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": _rng_state(), "history": history,
-                 "best": best, "fingerprint": fp}
-        ckpt.write_checkpoint(out, raw_model, dict(info_base, metrics=rec, provenance=provenance(dev)),
-                              epoch + 1, state=state, best=is_best)
-        write_log(out, history)
-        tb.scalars({k: v for k, v in rec.items() if k not in ("epoch", "step")}, step, "epoch/")
-        val = (f", val PA-MPJPE {rec['val_pa_mpjpe']:.2f} mm" if "val_pa_mpjpe" in rec else "")
-        log(f"[train] epoch {epoch + 1}/{epochs}: loss {rec['loss']:.4g}{val} "
-            f"({seconds:.1f} s, {rec['samples_per_second']:.0f} samples/s, lr {lr:.3g})")
-        if callback is not None:
-            callback({"kind": "epoch", **rec})
-    tb.close()
+def _restore(ctx: RunContext) -> None:
+    """Load the last checkpoint: weights, optimiser, schedule, random state, step, history."""
+    rec = ckpt.load_weights(ctx.raw_model, ctx.out, "last")
+    state = ckpt.load_state(rec["state"])
+    if state.get("fingerprint") != ctx.fp:
+        raise RunConfigMismatchError(f"{rec['state']} belongs to another configuration")
+    ctx.optimizer.load_state_dict(state["optimizer"])
+    ctx.scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    ctx.start_epoch, ctx.step = int(state["epoch"]), int(state["step"])
+    ctx.history, ctx.best = list(state["history"]), state.get("best")
+    ctx.log(f"[train] resuming {ctx.out} after epoch {ctx.start_epoch} (step {ctx.step})")
 
-    secs = [r["seconds"] for r in history]
+
+def _log_start(ctx: RunContext) -> None:
+    """One line: dataset, profile, seed, device, network, samples, batch, epochs."""
+    net = ctx.network
+    text = (f"{net['attention']}, S={int(ctx.cfg['input_size'])}, C={net['C']}, "
+            f"{net['backbone']['kind']} backbone, {ctx.counts['total']:,} parameters")
+    ctx.log(f"[train] {ctx.config['dataset']} / {ctx.prof.get('name')} profile / seed "
+            f"{ctx.seed} on {device_name(ctx.dev)} "
+            f"({'bf16 autocast' if ctx.amp == 'bf16' else 'fp32'}): {text}; "
+            f"{len(ctx.train_rows)} train / {len(ctx.val_rows)} val samples, batch "
+            f"{int(ctx.cfg['batch_size'])}, {ctx.epochs} epochs")
+    if ctx.world.parallel:
+        par = ctx.parallel_record
+        ctx.log(f"[train] data-parallel over {par['world_size']} processes: global batch "
+                f"{par['global_batch']} = {par['world_size']} x {par['per_rank_batch']} per "
+                f"process; BatchNorm statistics {par['batchnorm']}")
+
+
+def _train_step(ctx: RunContext, batch: dict, epoch: int, b: int, each_step: bool) -> dict:
+    """One optimiser step on a batch; returns the loss terms of Eq. 4 (detached)."""
+    cfg = ctx.cfg
+    batch = to_device(batch, ctx.dev, cfg["channels_last"])
+    with autocast(ctx.dev, ctx.amp):
+        pred = ctx.model(batch["image"])
+    pred = {k: v.float() for k, v in pred.items()}
+    terms = ctx.raw_model.compute_loss(pred, batch, ctx.weights)
+    # stop at the first non-finite loss, before it reaches the weights
+    if each_step and not torch.isfinite(terms["total"]):
+        raise diverged(float(terms["total"].detach()), epoch + 1, cfg["optimizer"]["lr"],
+                       ctx.source.root, ctx.step + 1, b + 1)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    if cfg["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(ctx.raw_model.parameters(), cfg["grad_clip"])
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    ctx.step += 1
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _report_step(ctx: RunContext, bar, terms: dict, epoch: int, b: int) -> None:
+    """The step's loss to the progress bar, TensorBoard and the callback (read only when one
+    of them is listening: reading it waits for a GPU step to finish)."""
+    if ctx.callback is None and bar.disable is not False and not ctx.tb.active:
+        return
+    loss_now = float(terms["total"])
+    if not bar.disable:
+        bar.set_postfix(loss=f"{loss_now:.4g}")
+    ctx.tb.scalars({"loss": loss_now}, ctx.step, "train_step/")
+    if ctx.callback is not None:
+        ctx.callback({"kind": "step", "epoch": epoch + 1, "batch": b, "step": ctx.step,
+                      "loss": loss_now})
+
+
+def _train_epoch(ctx: RunContext, epoch: int) -> Dict[str, Any]:
+    """One pass over the epoch's permutation; returns the epoch's record (mean losses of Eq. 4
+    over its samples, lr, samples, seconds)."""
+    seed_epoch(ctx.seed, epoch)  # the model's own randomness (drop path), if any
+    ctx.sampler.set_epoch(epoch)
+    lr = ctx.optimizer.param_groups[0]["lr"]
+    sums = torch.zeros(len(LOSS_TERMS) + 1, dtype=torch.float64, device=ctx.dev)
+    seen, t0 = 0, time.time()
+    each_step = check_every_step(ctx.dev)
+    bar = progress(ctx.loader, desc=f"epoch {epoch + 1}/{ctx.epochs}", total=len(ctx.loader),
+                   leave=False)
+    for b, batch in enumerate(bar):
+        distributed.maybe_inject_fault(ctx.world, ctx.step + 1)
+        terms = _train_step(ctx, batch, epoch, b, each_step)
+        n = batch["image"].shape[0]
+        seen += n
+        sums += torch.stack([terms["total"]] + [terms[t] for t in LOSS_TERMS]).double() * n
+        _report_step(ctx, bar, terms, epoch, b)
+    bar.close()
+    # the epoch's means over every rank's samples (one all-reduce per epoch)
+    totals = distributed.all_sum(torch.cat([sums, sums.new_tensor([seen])]), ctx.world)
+    sums, seen = totals[:-1], int(totals[-1])
+    means = (sums / max(seen, 1)).tolist()
+    seconds = time.time() - t0
+    rec: Dict[str, Any] = {"epoch": epoch + 1, "step": ctx.step, "lr": lr, "loss": means[0]}
+    rec.update({f"loss_{t}": m for t, m in zip(LOSS_TERMS, means[1:])})
+    rec.update({"train_samples": seen, "seconds": round(seconds, 3),
+                "samples_per_second": round(seen / max(seconds, 1e-9), 2)})
+    return rec
+
+
+def _end_epoch(ctx: RunContext, rec: Dict[str, Any]) -> None:
+    """Validate, checkpoint (weights, optimiser, schedule, random state, history), log."""
+    epoch = rec["epoch"]
+    # before validating: diverged weights would fail there with a message about NaN outputs
+    if not math.isfinite(rec["loss"]):
+        raise diverged(rec["loss"], epoch, ctx.cfg["optimizer"]["lr"], ctx.source.root)
+    if not ctx.world.is_main:  # rank 0 validates and writes; the others go on
+        ctx.history.append(rec)
+        if ctx.callback is not None:
+            ctx.callback({"kind": "epoch", **rec})
+        return
+    if ctx.val_loader is not None:
+        rec.update(validate(ctx.net, ctx.raw_model, ctx.val_loader, ctx.dev, ctx.amp,
+                            ctx.weights))
+    ctx.history.append(rec)
+    is_best = "val_pa_mpjpe" in rec and (ctx.best is None
+                                         or rec["val_pa_mpjpe"] < ctx.best["val_pa_mpjpe"])
+    if is_best:
+        ctx.best = dict(rec)
+    state = {"epoch": epoch, "step": ctx.step, "optimizer": ctx.optimizer.state_dict(),
+             "scheduler": ctx.scheduler.state_dict(), "rng": _rng_state(),
+             "history": ctx.history, "best": ctx.best, "fingerprint": ctx.fp}
+    ckpt.write_checkpoint(ctx.out, ctx.raw_model,
+                          dict(ctx.info_base, metrics=rec, provenance=provenance(ctx.dev)),
+                          epoch, state=state, best=is_best)
+    write_log(ctx.out, ctx.history)
+    ctx.tb.scalars({k: v for k, v in rec.items() if k not in ("epoch", "step")}, ctx.step,
+                   "epoch/")
+    val = (f", val PA-MPJPE {rec['val_pa_mpjpe']:.2f} mm" if "val_pa_mpjpe" in rec else "")
+    ctx.log(f"[train] epoch {epoch}/{ctx.epochs}: loss {rec['loss']:.4g}{val} "
+            f"({rec['seconds']:.1f} s, {rec['samples_per_second']:.0f} samples/s, "
+            f"lr {rec['lr']:.3g})")
+    if ctx.callback is not None:
+        ctx.callback({"kind": "epoch", **rec})
+
+
+def _finish(ctx: RunContext) -> RunSummary:
+    """Mark the run complete in ``run.json`` with its summary; returns the summary."""
+    secs = [r["seconds"] for r in ctx.history]
     summary = RunSummary({
-        "run": str(out), "status": "complete", "reused": False, "dataset": config["dataset"],
-        "data": source.kind, "data_root": str(source.root), "profile": prof.get("name"),
-        "attention": config["attention"], "seed": seed, "epochs": len(history),
-        "final": history[-1] if history else None, "best": best,
+        "run": str(ctx.out), "status": "complete", "reused": False,
+        "dataset": ctx.config["dataset"], "data": ctx.source.kind,
+        "data_root": str(ctx.source.root), "profile": ctx.prof.get("name"),
+        "attention": ctx.config["attention"], "seed": ctx.seed, "epochs": len(ctx.history),
+        "final": ctx.history[-1] if ctx.history else None, "best": ctx.best,
         "seconds": round(float(sum(secs)), 3),
         "seconds_per_epoch": round(float(np.mean(secs)), 3) if secs else None,
-        "parameters": counts, "device": device_name(dev), "network": network,
-        "hand_model": info_base["hand_model"], "fingerprint": fp,
+        "parameters": ctx.counts, "device": device_name(ctx.dev), "network": ctx.network,
+        "hand_model": ctx.hand_record, "fingerprint": ctx.fp,
     })
-    run_record.update(status="complete", summary=dict(summary))
-    write_json_atomic(out / RUN_FILE, run_record)
-    log(f"[train] done: {out}")
+    if ctx.world.parallel:
+        summary["parallel"] = ctx.parallel_record
+    if not ctx.world.is_main:
+        return summary
+    ctx.run_record.update(status="complete", summary=dict(summary))
+    write_json_atomic(ctx.out / RUN_FILE, ctx.run_record)
+    ctx.log(f"[train] done: {ctx.out}")
     return summary
