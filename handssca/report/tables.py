@@ -26,7 +26,7 @@ OURS_DATA = ("synthetic", "real", "n/a")
 
 #: paper column -> the key of :func:`handssca.metrics.evaluate_mesh_and_joints` that holds the
 #: paper's number where the two differ: the papers' F@5/F@15 are the F-scores after the vertex
-#: Procrustes fit (book/datasets_and_metrics.md, section "F-score"; the FreiHAND toolkit's
+#: Procrustes fit (book/datasets_and_metrics.md, section F-score; the FreiHAND toolkit's
 #: ``eval.py``, ``calculate_fscore``), our ``f5``/``f15`` are the unaligned ones
 PAPER_METRIC_KEYS = {"f5": "f5_aligned", "f15": "f15_aligned"}
 
