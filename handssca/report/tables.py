@@ -245,7 +245,8 @@ def long_table(wide: Table, rows: Sequence[str] = OWN_ROWS,
             "<metric> ours", "<metric> diff" per metric).
         rows: the rows to keep (keys or labels).
         extra: {row label: [[metric, paper, ours, diff], ...]} lines added after a row's
-            metrics (e.g. the parameter count of the network trained here).
+            #Params line, or after its metrics (e.g. the parameter count of the network
+            trained here).
 
     Returns:
         a :class:`Table` with the header [row, metric, paper, ours, ours - paper] and the
@@ -258,12 +259,16 @@ def long_table(wide: Table, rows: Sequence[str] = OWN_ROWS,
         label = r[0]
         if label not in keep and not label.endswith("constant (ours)"):
             continue
+        added = [[label, *line] for line in (extra or {}).get(label, ())]
         for i, m in enumerate(metrics):
             paper, ours, diff = r[1 + 3 * i: 4 + 3 * i]
             if label.endswith("constant (ours)") and not ours:
                 continue  # a constant has no parameter count
             out.append([label, m, paper or "", ours or "-", diff or ""])
-        out += [[label, *line] for line in (extra or {}).get(label, ())]
+            if m == "#Params":  # the other network's size right below the count
+                out += added
+                added = []
+        out += added
     return Table(["row", "metric", "paper", "ours", "ours - paper"], out, wide.caption,
                  list(wide.notes))
 
