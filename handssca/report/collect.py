@@ -328,7 +328,8 @@ def long_compare_table(table: int, wide: Table,
     if "params" in table_columns(table) and params_trained is not None:
         for row in rows:
             n = params_trained.get(row)
-            ours = format_value(n * 1e-6, "M") if n is not None else "not recorded"
+            # three significant digits: a CPU profile's block has a few thousand parameters
+            ours = f"{n * 1e-6:.3g}M" if n is not None else "not recorded"
             extra[VARIANT_LABELS.get(row, row)] = [
                 [f"#Params of the {what} trained here ({profile} profile)", "", ours, ""]]
     out = long_table(wide, rows, extra)
