@@ -132,7 +132,7 @@ def _draw_ours(ax, result: TableResult, paper_params: float) -> str:
 
 def plot_seed_spread(metrics: Mapping[str, Mapping[str, object]], columns: Sequence[str],
                      constants: Mapping[str, Optional[Mapping[str, object]]], title: str,
-                     ncols: int = 3):
+                     ncols: Optional[int] = None):
     """Every seed of every variant, per metric column: a dot per trained network, a black bar
     at the mean over seeds (with one standard deviation when there are two or more), and the
     two constants as horizontal lines (dashed: mean pose, dotted: mean articulation).
@@ -142,7 +142,8 @@ def plot_seed_spread(metrics: Mapping[str, Mapping[str, object]], columns: Seque
             aligned F-scores fill F@5/F@15). columns: the paper's metric columns to draw.
         constants: {"mean_pose": cells or None, "mean_articulation": cells or None}.
         title: the figure's title (name the data: SYNTHETIC or real).
-        ncols: panels per row (the figure is 7 inches wide whatever the count).
+        ncols: panels per row (default: 2 for two or four columns, else 3; the figure is 7
+            inches wide whatever the count).
 
     Returns:
         the matplotlib Figure.
@@ -152,6 +153,7 @@ def plot_seed_spread(metrics: Mapping[str, Mapping[str, object]], columns: Seque
     if not columns:
         raise ValueError("plot_seed_spread: columns must name at least one metric column")
     variants = list(metrics)
+    ncols = ncols or (2 if len(columns) in (2, 4) else 3)
     nrows = -(-len(columns) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(7, 2.9 * nrows), squeeze=False)
     for ax, c in zip(axes.ravel(), columns):
