@@ -1,4 +1,6 @@
-"""The official hand-pose metrics of FreiHAND, HO-3D and DexYCB, batched (data spec, sections 4 and 6).
+"""The official hand-pose metrics of FreiHAND, HO-3D and DexYCB, batched
+(book/datasets_and_metrics.md, sections Metrics and Pitfalls; the toolkits' ``eval.py`` and
+``hpe_eval.py``).
 
 Every function takes a prediction ``pred`` and a ground truth ``gt`` of shape (S, K, 3): S samples
 of K points (K = 21 joints or 778 MANO vertices), in **metres**, as numpy arrays or torch tensors
@@ -206,7 +208,9 @@ def _umeyama(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def procrustes_align(pred, gt, allow_reflection: bool = True) -> np.ndarray:
-    """Similarity-align each predicted point set onto its ground truth (data spec, section 4.2).
+    """Similarity-align each predicted point set onto its ground truth
+    (book/datasets_and_metrics.md,
+    section Procrustes alignment; FreiHAND ``eval.py``, ``align_w_scale``).
 
     ``allow_reflection=True`` is the official ``align_w_scale`` of FreiHAND, HO-3D and the DexYCB
     toolkit: centre both sets, divide each by its Frobenius norm (+1e-8), solve the orthogonal
@@ -250,7 +254,9 @@ def _apply_keypoint_transform(verts: np.ndarray, kp_pred: np.ndarray, kp_gt: np.
 
 
 def align_scale_translation(pred, gt, joint_order: str = "ho3d", bone: tuple[int, int] | None = None) -> np.ndarray:
-    """HO-3D's scale + translation alignment ``align_sc_tr`` (data spec, section 4.3), batched.
+    """HO-3D's scale + translation alignment ``align_sc_tr`` (HO-3D ``eval.py``;
+    book/datasets_and_metrics.md,
+    section Scale-translation alignment), batched.
 
     1. Scale P so that the bone ||P[b1] - P[b0]|| equals ||G[b1] - G[b0]|| (a prediction whose bone
        has zero length is left unscaled before the multiplication by the ground-truth length, as
@@ -305,7 +311,8 @@ def point_errors(pred, gt) -> np.ndarray:
 
 
 def mpjpe(pred, gt, root: int | None = 0, reduce: bool = True):
-    """Mean per-joint position error in mm (data spec, section 4.5).
+    """Mean per-joint position error in mm (book/datasets_and_metrics.md, section Which root,
+    which alignment).
 
     With ``root=0`` (the default) joint 0, the wrist in both F and H order, is subtracted from the
     prediction and the ground truth first: the DexYCB toolkit's "root-relative" MPJPE, which is also
@@ -341,7 +348,8 @@ def mpvpe(pred_verts, gt_verts, reduce: bool = True):
 
 
 def pa_mpjpe(pred, gt, allow_reflection: bool = True, reduce: bool = True):
-    """Procrustes-aligned MPJPE in mm (data spec, section 4.2).
+    """Procrustes-aligned MPJPE in mm (book/datasets_and_metrics.md, section Procrustes
+    alignment).
 
     The alignment is fitted per sample on the joints themselves. ``allow_reflection=True`` is the
     official ``xyz_procrustes_al_mean3d`` (FreiHAND, HO-3D, DexYCB toolkit "procrustes");
@@ -434,7 +442,8 @@ def _thresholds(threshold) -> tuple[np.ndarray, bool]:
 
 
 def f_score(pred_verts, gt_verts, threshold, align: bool = True, allow_reflection: bool = True, reduce: bool = True):
-    """F-score at a distance threshold (FreiHAND/HO-3D ``calculate_fscore``, data spec, section 4.4).
+    """F-score at a distance threshold (FreiHAND/HO-3D ``calculate_fscore``;
+    book/datasets_and_metrics.md, section F-score).
 
     Per sample: "recall" = fraction of predicted points whose nearest ground-truth point is closer
     than ``threshold`` (strict <), "precision" = the same from the ground-truth side,
@@ -523,7 +532,8 @@ def pck_auc(
     t_max_mm: float = AUC_MAX_MM,
     steps: int = AUC_STEPS,
 ) -> PCKResult:
-    """PCK curve and its AUC over 0-50 mm (data spec, sections 4.1 and 6, pitfall 18).
+    """PCK curve and its AUC over 0-50 mm (``EvalUtil`` of the toolkits' ``utils/eval_util.py``;
+    book/datasets_and_metrics.md, section Mean errors, PCK and AUC, and pitfall 18).
 
     Thresholds are ``linspace(0, 50 mm, 100)`` (step 50/99 mm, built in metres as the FreiHAND and
     HO-3D scripts do); PCK is inclusive (e <= t); the AUC is integrated per keypoint with the
@@ -583,7 +593,8 @@ def evaluate_mesh_and_joints(
     joint_order: str = "freihand",
     f_thresholds: Sequence[float] = F_THRESHOLDS,
 ) -> dict[str, float]:
-    """Every value the FreiHAND and HO-3D evaluation scripts print (data spec, sections 2.5, 4, 6).
+    """Every value the FreiHAND and HO-3D evaluation scripts print (their ``eval.py``;
+    book/datasets_and_metrics.md, sections HO-3D submission and scores, Metrics, Pitfalls).
 
     Protocol of each key (mm for errors, fractions for AUC and F; ``OFFICIAL_SCORE_NAMES`` maps
     the keys to the servers' names, which print cm):
@@ -645,7 +656,10 @@ def evaluate_mesh_and_joints(
 
 
 def unmirror_left_hands(pred_joints, is_left=None, root: int = 0) -> np.ndarray:
-    """HandOccNet/HandSSCA's DexYCB test-time un-mirroring (data spec, sections 3.3 and 4.5).
+    """HandOccNet/HandSSCA's DexYCB test-time un-mirroring (HandOccNet's
+    ``DEX_YCB.evaluate``; book/datasets_and_metrics.md, sections DexYCB in HandOccNet and
+    HandSSCA, Which
+    root, which alignment).
 
     Left hands are mirrored into right hands for the network; at test time the prediction is
     centred on its wrist and, for a left hand, x is negated to map it back.

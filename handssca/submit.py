@@ -1,7 +1,8 @@
 """Writers (and readers) for the official submission files of FreiHAND, HO-3D and DexYCB.
 
-Data spec sections 2.5, 3, 4.5 and 6 (pitfalls 3-6, 19). Every writer takes what the network and
-the MANO layer produce, **in metres, OpenCV camera frame (x right, y down, z forward), FreiHAND
+Sources: book/datasets_and_metrics.md, sections HO-3D submission and scores, DexYCB, Which root,
+which alignment, and Pitfalls (pitfalls 3-6, 19); the toolkits' ``eval.py``, ``pred.py`` and
+``hpe_eval.py``. Every writer takes what the network and the MANO layer produce, **in metres, OpenCV camera frame (x right, y down, z forward), FreiHAND
 joint order** (F order), and applies each dataset's conversion exactly once:
 
 ==========  =====================================  ===========================================
@@ -20,7 +21,7 @@ Files are written atomically: into a temporary file in the target folder, then r
 target, so an interrupted run never leaves a half-written submission.
 
 manopth returns millimetres; a writer refuses coordinates above 10 m in magnitude, which catches
-a forgotten /1000 (data spec, pitfall 3).
+a forgotten /1000 (book/datasets_and_metrics.md, pitfall 3).
 """
 from __future__ import annotations
 
@@ -136,7 +137,9 @@ def write_freihand_pred(
     expected_count: int | None = None,
     decimals: int | None = None,
 ) -> Path:
-    """Write a FreiHAND ``pred.json`` (data spec, sections 1 and 4.6).
+    """Write a FreiHAND ``pred.json`` (the FreiHAND toolkit's ``eval.py``;
+    book/datasets_and_metrics.md,
+    sections FreiHAND files and FreiHAND and HO-3D scripts compared).
 
     The file is ``[xyz_list, verts_list]`` with ``xyz_list[i]`` (21, 3) and ``verts_list[i]``
     (778, 3): metres, camera frame, F order, row i = evaluation sample i. Nothing is converted.
@@ -179,7 +182,10 @@ def read_evaluation_list(path: str | os.PathLike) -> list[str]:
 
 
 def to_ho3d_submission_frame(joints, verts) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV camera frame + F order -> HO-3D's OpenGL frame + H order (data spec, 2.3-2.5, 6).
+    """OpenCV camera frame + F order -> HO-3D's OpenGL frame + H order (HO-3D's
+    ``eval.py``; book/datasets_and_metrics.md, sections OpenGL and OpenCV frames, HO-3D submission
+    and
+    scores, Pitfalls).
 
     Joints are gathered with ``FREIHAND_TO_HO3D`` and both arrays get y and z negated (diag(1, -1,
     -1), its own inverse). Vertices keep the MANO order.
@@ -219,7 +225,8 @@ def write_ho3d_pred(
     version: str | None = None,
     decimals: int | None = None,
 ) -> Path:
-    """Write an HO-3D ``pred.zip`` holding ``pred.json`` at its top level (data spec, 2.5, 2.6, 6).
+    """Write an HO-3D ``pred.zip`` holding ``pred.json`` at its top level (HO-3D's
+    ``pred.py``; book/datasets_and_metrics.md, sections HO-3D submission and scores, Pitfalls).
 
     Steps, each applied once: optionally translate each prediction so its wrist sits on the given
     ground-truth wrist (HandOccNet's step 2; makes the unaligned errors meaningful, pitfall 6);
@@ -322,7 +329,9 @@ def write_dexycb_results(
     joints,
     expected_indices: Iterable[int] | None = None,
 ) -> Path:
-    """Write a DexYCB toolkit HPE result file (data spec, section 4.5).
+    """Write a DexYCB toolkit HPE result file (dex-ycb-toolkit ``hpe_eval.py``;
+    book/datasets_and_metrics.md, section
+    Which root, which alignment).
 
     One line per sample, 64 comma-separated values: the sample index in the toolkit's dataset
     ordering, then 21 x [x, y, z] in **mm**, camera frame, F order (the toolkit's joint order).

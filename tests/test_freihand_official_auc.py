@@ -1,6 +1,7 @@
 """FreiHAND's unaligned AUC as its official script computes it: the ground truth read as Python's
 ``json`` reads it (float64), so that the wrist the predictions are put on is the ground truth's to
-the last bit (data spec, sections 1 and 4.1)."""
+the last bit (book/datasets_and_metrics.md, sections FreiHAND and
+Mean errors, PCK and AUC)."""
 import json
 
 import numpy as np
@@ -22,7 +23,8 @@ def root(tmp_path_factory):
 
 
 def _official_auc(gt: np.ndarray, pred: np.ndarray) -> float:
-    """The scripts' EvalUtil, written from the data spec (4.1): per keypoint, PCK(t) = share of
+    """The scripts' EvalUtil, written from book/datasets_and_metrics.md, section Mean errors, PCK
+    and AUC: per keypoint, PCK(t) = share of
     samples with error <= t over t = linspace(0, 0.05, 100) m, its trapezoid integral divided by
     that of 1, then the mean over keypoints."""
     t = np.linspace(0.0, 0.05, 100)

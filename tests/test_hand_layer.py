@@ -155,7 +155,8 @@ def test_root_joint_is_the_shaped_wrist(model, layer):
 
 @pytest.mark.parametrize("A", [np.diag([1.0, -1.0, -1.0]), None])
 def test_change_frame_moves_the_mesh_rigidly(model, layer, A):
-    """HO3D's OpenGL -> OpenCV flip, and a general rotation with a shift (data spec 2.3)."""
+    """HO3D's OpenGL -> OpenCV flip, and a general rotation with a shift
+    (book/datasets_and_metrics.md, section OpenGL and OpenCV frames)."""
     pose, shape, transl = _inputs(seed=8)
     if A is None:
         A = axis_angle_to_matrix(torch.tensor([0.3, -1.2, 2.0])).double().numpy()

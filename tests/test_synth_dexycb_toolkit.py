@@ -39,7 +39,8 @@ def s0_selection(split: str):
 
 
 def toolkit_construct(root: Path, split: str) -> dict:
-    """The construction of ``DexYCBDataset('s0', split)`` as the spec describes it, its reads as
+    """The construction of ``DexYCBDataset('s0', split)`` as dex-ycb-toolkit's ``dex_ycb.py``
+    builds it, its reads as
     assertions: the intrinsics of every camera of the split; per subject, the sorted sequence
     folders, exactly 100; per selected sequence, meta.yml (num_frames, ycb_ids, ycb_grasp_ind,
     mano_sides, mano_calib) and the subject's mano.yml betas; the sample list (sequence, camera,

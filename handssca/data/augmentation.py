@@ -1,4 +1,6 @@
-"""HandOccNet's training augmentation (``common/utils/preprocessing.py``, data spec 2.6).
+"""HandOccNet's training augmentation (``common/utils/preprocessing.py``;
+book/datasets_and_metrics.md,
+section HO-3D in HandOccNet and HandSSCA).
 
 :func:`sample_augmentation` draws a box scale s = 1 + 0.25 clip(N, -1, 1), a rotation
 r = 30 deg clip(N, -2, 2) with probability 0.6 (else 0) and a colour factor U[0.8, 1.2] per
@@ -15,7 +17,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-#: HandOccNet's augmentation (common/utils/preprocessing.py, data spec 2.6).
+#: HandOccNet's augmentation (common/utils/preprocessing.py).
 SCALE_FACTOR = 0.25          # s = 1 + 0.25 clip(N(0,1), -1, 1)
 ROTATION_FACTOR_DEG = 30.0   # r = 30 deg clip(N(0,1), -2, 2)
 ROTATION_PROB = 0.6          # ... applied with probability 0.6, else r = 0
@@ -24,7 +26,7 @@ COLOR_RANGE = (0.8, 1.2)     # per-channel factor U[0.8, 1.2]
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """One draw of the training augmentation (data spec 2.6).
+    """One draw of HandOccNet's training augmentation (``preprocessing.py``).
 
     Attributes:
         scale: s, the box is scaled by s about its centre (s > 1: the hand looks smaller).

@@ -1,4 +1,5 @@
-"""DexYCB: the official layout and the toolkit's splits, read as released (data spec, section 3).
+"""DexYCB: the official layout and the toolkit's splits, read as released
+(book/datasets_and_metrics.md, section DexYCB; dex-ycb-toolkit ``dex_ycb.py``).
 
 Layout (root folder, ``$DEX_YCB_DIR``)::
 
@@ -27,7 +28,8 @@ Conventions, each applied once:
 - Frames without a hand label (``joint_3d`` all -1 or ``pose_m`` all 0) are left out (pitfall 12).
 - Left hands (``mano_sides[0] == 'left'``, left MANO) are mirrored into right hands by
   :func:`handssca.data.sample.make_sample` (``is_left`` set); :func:`handssca.data.unmirror`
-  maps predictions back (HandOccNet, data spec 3.3).
+  maps predictions back (HandOccNet; book/datasets_and_metrics.md, section DexYCB in HandOccNet
+  and HandSSCA).
 - The ground-truth fingertips are manopth's (``fingertips`` = "manopth").
 
 Crops: the box of the ground-truth 2D joints x1.5 at training and at test time, the whole image
@@ -76,7 +78,8 @@ def split_selection(setup: str, split: str):
     """(subject indices, camera indices, sequence rule) of a toolkit setup and split.
 
     The rule takes the sequence number i (0-based, within its subject) and says whether it belongs
-    to the split; the toolkit's ``DexYCBDataset.__init__`` (data spec 3.2).
+    to the split; the toolkit's ``DexYCBDataset.__init__`` (book/datasets_and_metrics.md, section
+    The S0 split).
     """
     if setup not in SETUPS or split not in SPLITS:
         raise ValueError(f"DexYCB: setup must be one of {SETUPS} and split one of {SPLITS}, got {setup!r}, {split!r}")
@@ -334,7 +337,8 @@ class DexYCB(HandDataset):
         return out
 
     def to_protocol(self, indices, joints, vertices=None) -> dict:
-        """Predictions -> the toolkit's inputs (HandOccNet's ``evaluate``, data spec 4.5): predicted
+        """Predictions -> the toolkit's inputs (HandOccNet's ``evaluate``;
+        book/datasets_and_metrics.md, section Which root, which alignment): predicted
         root-relative joints of mirrored left hands un-mirrored (x -> -x), then the ground-truth
         wrist added.
 

@@ -1,4 +1,5 @@
-"""FreiHAND v2: the official layout (``FreiHAND_pub_v2``), read as released (data spec, section 1).
+"""FreiHAND v2: the official layout (``FreiHAND_pub_v2``), read as released
+(book/datasets_and_metrics.md, section FreiHAND).
 
 Layout (root folder)::
 
@@ -65,7 +66,9 @@ _SPLITS = {"train": "training", "training": "training", "test": "evaluation", "e
 def mano_root(mano, K) -> np.ndarray:
     """F joint 9 (middle MCP) from the MANO vector's uv_root and scale (FreiHAND ``recover_root``).
 
-    Z = f / s with f = (f_x + f_y) / 2, X = (u - p_x) / s, Y = (v - p_y) / s (data spec 1.4).
+    Z = f / s with f = (f_x + f_y) / 2, X = (u - p_x) / s, Y = (v - p_y) / s (FreiHAND
+    ``recover_root``;
+    book/datasets_and_metrics.md, section The MANO vector).
 
     Args:
         mano: (..., 61) MANO vectors. K: (..., 3, 3).
@@ -83,7 +86,7 @@ def mano_root(mano, K) -> np.ndarray:
 
 def mano_mesh(mano, K, layer) -> dict:
     """The camera-frame mesh and joints of FreiHAND MANO vectors: the posed hand translated so that
-    F joint 9 lands on :func:`mano_root` (data spec 1.4).
+    F joint 9 lands on :func:`mano_root` (book/datasets_and_metrics.md, section The MANO vector).
 
     Args:
         mano: (B, 61). K: (B, 3, 3). layer: a ``HandLayer`` (fingertips "freihand" to match the GT).

@@ -8,11 +8,12 @@ Coordinates
   (a point u lies at edge coordinate u + 0.5). A crop maps its box edges onto the crop's edges.
 - **3D**: metres, OpenCV camera frame (x right, y down, z forward).
 
-Choices where the data spec is silent: boxes and points follow the one pixel convention above
+Choices where the official code gives no lead: boxes and points follow the one pixel convention
+above
 (a crop of the whole image is the identity); a box is made square about its centre and not
 clipped to the image (what falls outside is black).
 
-Mirroring (HandOccNet, data spec 3.3)
+Mirroring (HandOccNet; book/datasets_and_metrics.md, section DexYCB in HandOccNet and HandSSCA)
 -------------------------------------
 Left hands (DexYCB) are mirrored into right hands: image flipped (u -> W - 1 - u,
 :func:`mirror_uv`, :func:`mirror_box`), 3D x -> -x (:func:`mirror_points`), the y and z
@@ -48,7 +49,8 @@ def project(points, K) -> np.ndarray:
 
 
 def bbox_from_points(uv, expand: float = BBOX_EXPAND) -> np.ndarray:
-    """The tight box of 2D points (pixel centres), expanded about its centre (data spec 2.6).
+    """The tight box of 2D points (pixel centres), expanded about its centre (HandOccNet;
+    book/datasets_and_metrics.md, section HO-3D in HandOccNet and HandSSCA).
 
     Args:
         uv: (N, 2) pixel coordinates. expand: factor on width and height.
@@ -127,7 +129,8 @@ def affine_matrix(A) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# mirroring (left hands -> right hands, HandOccNet; data spec 3.3)
+# mirroring (left hands -> right hands, HandOccNet; book/datasets_and_metrics.md, section DexYCB in
+# HandOccNet and HandSSCA)
 # ----------------------------------------------------------------------------------------------
 def mirror_points(points):
     """x -> -x for (..., 3) points (numpy or torch). Its own inverse."""
@@ -177,7 +180,8 @@ def mirror_camera(K, width: int) -> np.ndarray:
 
 def unmirror(points, is_left):
     """Map root-relative predictions for mirrored left hands back to left hands (x -> -x where
-    ``is_left``), as HandOccNet does at evaluation (data spec 3.3, 4.5).
+    ``is_left``), as HandOccNet does at evaluation (book/datasets_and_metrics.md, section Which
+    root, which alignment).
 
     Args:
         points: (B, N, 3) joints or vertices (numpy or torch), root-relative, in the sample frame.

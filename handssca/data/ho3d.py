@@ -1,4 +1,5 @@
-"""HO-3D v2 / v3: the official layout, read as released (data spec, section 2).
+"""HO-3D v2 / v3: the official layout, read as released
+(book/datasets_and_metrics.md, section HO-3D).
 
 Layout (root folder)::
 
@@ -56,7 +57,7 @@ def _flip(points) -> np.ndarray:
 
 def ho3d_to_opencv(hand_pose, hand_trans, hand_beta, joints3d, layer) -> dict:
     """HO3D's hand annotation (OpenGL frame, H order, absolute pose) -> OpenCV frame, F order,
-    MANO pose as offsets (data spec 2.2-2.4).
+    MANO pose as offsets (book/datasets_and_metrics.md, section HO-3D annotations).
 
     Args:
         hand_pose: (48,) ``handPose`` (flat_hand_mean=True). hand_trans: (3,) ``handTrans``.
@@ -240,7 +241,8 @@ class HO3D(HandDataset):
         """Predictions -> HO3D's protocol inputs before the submission's own conversion.
 
         Adds the ground-truth wrist of each sample (``handJoints3D`` of the meta file; HandOccNet's
-        step 2, data spec 2.6) to root-relative predictions; the frame stays OpenCV and the order F
+        step 2; book/datasets_and_metrics.md, section HO-3D in HandOccNet and HandSSCA) to
+        root-relative predictions; the frame stays OpenCV and the order F
         (:meth:`write_submission` applies OpenGL and H order).
 
         Args:

@@ -8,7 +8,9 @@ and the F joint order, MANO pose as offsets from ``hands_mean``), and hands it t
 ``bbox``, ``is_left``, ``occlusion``, ``has_3d``, ``index``, ``sample_id`` are described in
 :mod:`handssca.data`). Pixel, box and 3D conventions: :mod:`handssca.data.geometry`.
 
-The chain of :func:`make_sample` (section 2.6 of the data spec, HandOccNet's preprocessing)
+The chain of :func:`make_sample` (book/datasets_and_metrics.md, section HO-3D in HandOccNet and
+HandSSCA;
+HandOccNet's ``common/utils/preprocessing.py``)
 ------------------------------------------------------------------------------------------
 1. Left hands (DexYCB) are mirrored into right hands: image flipped (u -> W - 1 - u), 3D x -> -x,
    the y and z components of every axis-angle triplet of the pose negated, betas unchanged, and
@@ -33,7 +35,7 @@ returns ``R_z(r)`` with the sample. At evaluation there is no augmentation, so `
 (K[0, 1], K[1, 0]): it is still the exact projection, but renderers that assume a pinhole
 [[fx, 0, cx], [0, fy, cy]] drop that term. Unaugmented crops have a pinhole ``K``.
 
-A choice where the data spec is silent: the crop's own ``K`` is returned, so that the 3D
+A choice where the official code gives no lead: the crop's own ``K`` is returned, so that the 3D
 targets project onto the crop without knowing the crop transform (the other choices, on
 pixels and boxes: :mod:`handssca.data.geometry`).
 """

@@ -8,7 +8,8 @@ them per dataset, and the synthetic generator is tuned with them):
   distribution (``handssca.hand.pose_space``);
 - the **mean-articulation constant**: one MANO hand of the samples' mean articulation and mean
   shape, without global rotation, scored against every sample with PA-MPJPE (the official
-  similarity Procrustes fit, data spec 4.2, so the missing rotation, scale and position cost
+  similarity Procrustes fit, book/datasets_and_metrics.md, section Procrustes alignment, so the
+  missing rotation, scale and position cost
   nothing). A network must beat it to have read anything from the image; when the hands barely
   vary, it is close to every sample and a network learns little;
 - the **occluded fraction** of the hand per image, where the dataset records it (synthetic data:

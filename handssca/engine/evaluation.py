@@ -6,7 +6,7 @@ root-relative predictions into the protocol's inputs with the dataset's own help
 submission file (``write_submission``) and ``metrics.json`` with provenance, and scores two
 constants on the same samples.
 
-Protocols (data spec, sections 4 and 6):
+Protocols (book/datasets_and_metrics.md, sections Metrics and Pitfalls):
 
 - FreiHAND: ``evaluate_mesh_and_joints`` (PA-MPJPE, PA-MPVPE, F@5 and F@15 after the vertex
   Procrustes fit, AUCs; the unaligned numbers with the ground-truth wrist added, i.e.

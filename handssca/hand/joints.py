@@ -1,4 +1,6 @@
-"""Joint orders, index maps and fingertip vertices of the three datasets (data spec, section 5).
+"""Joint orders, index maps and fingertip vertices of the three datasets
+(book/datasets_and_metrics.md,
+section Joint orders).
 
 Two 21-joint orders are in use:
 
@@ -52,7 +54,8 @@ FREIHAND_TO_HO3D = (0, 5, 6, 7, 9, 10, 11, 17, 18, 19, 13, 14, 15, 1, 2, 3, 4, 8
 FREIHAND_PARENTS = (-1, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
 
 #: Fingertip vertices of the right MANO mesh (778 vertices), thumb, index, middle, ring, pinky.
-#: The three conventions differ by a vertex or so (data spec, section 5, pitfall 7).
+#: The three conventions differ by a vertex or so (book/datasets_and_metrics.md, section Joint
+#: orders; pitfall 7).
 FINGERTIP_VERTICES = {
     "manopth": (745, 317, 444, 556, 673),   # DexYCB GT, HandOccNet/HandSSCA predictions
     "freihand": (744, 320, 443, 555, 672),  # FreiHAND GT

@@ -1,5 +1,6 @@
 """``HandLayer``: MANO's forward pass as the network uses it, and the pose/frame helpers the
-datasets need (data spec, sections 1.4, 2.3, 3.1 and pitfalls 8 and 16).
+datasets need (book/datasets_and_metrics.md, sections The MANO vector, OpenGL and OpenCV frames,
+DexYCB files, and pitfalls 8 and 16).
 
 Conventions (the same for the real MANO and the procedural hand):
 
@@ -172,7 +173,8 @@ def pca_to_axis_angle(coeffs, model):
     """PCA pose coefficients -> axis-angle articulation, in the same mean convention.
 
     DexYCB's ``pose_m[:, :48]`` holds 3 global values and 45 PCA coefficients for
-    flat_hand_mean=False; the result is then theta for :class:`HandLayer` (data spec 3.1).
+    flat_hand_mean=False; the result is then theta for :class:`HandLayer`
+    (book/datasets_and_metrics.md, section DexYCB files).
 
     Args:
         coeffs: (B, k) with k <= 45 PCA coefficients, or (B, 48) = 3 global values + 45 coefficients.
@@ -222,7 +224,8 @@ def offset_to_absolute(pose, model):
 @_numpy_in_numpy_out
 def root_joint(shape, model):
     """The shaped root joint J0(beta) = J_regressor[0] (T-bar + S beta), about which the global
-    rotation turns the hand (data spec 2.3, pitfall 16).
+    rotation turns the hand (book/datasets_and_metrics.md, section OpenGL and OpenCV frames;
+    pitfall 16).
 
     Args:
         shape: beta (B, n_betas). model: a HandModel or HandLayer.
@@ -242,7 +245,8 @@ def change_frame(global_orient, transl, shape, model, rotation, translation=None
     """MANO parameters of the same hand in another frame X' = A X + c.
 
     MANO turns the hand about the shaped root J0, X = R (X_rest - J0) + J0 + t, so
-    A X + c = (A R)(X_rest - J0) + J0 + t' with t' = A (J0 + t) + c - J0 (data spec 2.3:
+    A X + c = (A R)(X_rest - J0) + J0 + t' with t' = A (J0 + t) + c - J0
+    (book/datasets_and_metrics.md, section OpenGL and OpenCV frames:
     OpenGL -> OpenCV is A = diag(1, -1, -1), c = 0).
 
     Args:

@@ -77,7 +77,8 @@ class HandModel(smplx.MANO):
 
         Args:
             convention: "manopth", "freihand" or "ho3d" (``joints.FINGERTIP_VERTICES``). For the
-                real MANO_LEFT mesh, manopth's middle fingertip is vertex 445 (data spec, section 5).
+                real MANO_LEFT mesh, manopth's middle fingertip is vertex 445
+                (book/datasets_and_metrics.md, section Joint orders).
         """
         if convention not in J.FINGERTIP_VERTICES:
             raise ValueError(f"fingertip convention: expected one of {sorted(J.FINGERTIP_VERTICES)}, "

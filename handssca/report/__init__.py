@@ -16,7 +16,7 @@
   (:func:`evaluation_table`, e.g. the authors' imported weights on the real dataset).
 """
 from .collect import (RESULT_FILES, TableResult, evaluation_table, hardware_label,
-                      load_table_results, parameter_counts, results_table, runs_hardware,
+                      load_table_results, long_compare_table, parameter_counts, results_table, runs_hardware,
                       table_parameters, table_result, table_verdicts)
 from .paper import (COLUMN_LABELS, VARIANT_LABELS, paper_numbers, paper_table, paper_value,
                     table_columns)
@@ -24,7 +24,7 @@ from .results import load_result, write_result
 from .spread import (Separation, metric_separation, pooled_std, seed_separation, separation,
                      spread_table)
 from .tables import (CONSTANT_KEYS, CONSTANT_LABELS, CONSTANTS_NOTE, Table, compare_table,
-                     format_value, paper_cells)
+                     format_value, long_table, paper_cells, printed_table)
 from .verdict import (NETWORK_LABELS, Verdict, constants_of, variant_verdicts, verdict,
                       verdict_lines)
 
@@ -36,4 +36,5 @@ __all__ = ["COLUMN_LABELS", "VARIANT_LABELS", "paper_numbers", "paper_table", "p
            "table_parameters", "table_result", "evaluation_table", "CONSTANT_KEYS",
            "CONSTANT_LABELS", "CONSTANTS_NOTE", "Separation", "metric_separation", "pooled_std",
            "separation", "Verdict", "constants_of", "verdict", "verdict_lines", "NETWORK_LABELS",
-           "variant_verdicts", "table_verdicts"]
+           "variant_verdicts", "table_verdicts", "long_table", "printed_table",
+           "long_compare_table"]

@@ -28,7 +28,7 @@ from typing import Dict, Iterable, List, Mapping, Optional
 
 from .paper import VARIANT_LABELS, paper_table, table_columns
 from .results import load_result
-from .tables import CONSTANT_KEYS, Table, compare_table
+from .tables import CONSTANT_KEYS, Table, compare_table, format_value, long_table
 from .verdict import Verdict, constants_of, verdict
 
 #: the dataset of each of the paper's tables
@@ -64,6 +64,9 @@ class TableResult:
             constants on the same samples, as far as the file has them.
         split: the split the numbers were measured on, when the file says.
         dropped_rows: rows of the file that the paper's table does not have (not shown).
+        params_trained: {paper row: parameters of the network trained for it} (Tables 1-3:
+            the whole network; Tables 4-6: the attention block), when the file records them:
+            the networks the CPU profiles train are smaller than the paper's configuration.
     """
     table: int
     file: str
@@ -79,6 +82,7 @@ class TableResult:
     constants: Dict[str, Optional[Dict[str, object]]] = field(default_factory=dict)
     split: Optional[str] = None
     dropped_rows: List[str] = field(default_factory=list)
+    params_trained: Dict[str, int] = field(default_factory=dict)
 
     @property
     def found(self) -> bool:
@@ -169,6 +173,11 @@ def table_result(table: int, payload: Optional[Mapping] = None, path=None) -> Ta
     res.baseline = payload.get("baseline") or None
     res.constants = {k: payload.get(key) or None for k, key in CONSTANT_KEYS.items()}
     res.split = payload.get("split")
+    trained = payload.get("params_trained")
+    if isinstance(trained, Mapping):  # ablation files: {variant: block parameters}
+        res.params_trained = {v: int(n) for v, n in trained.items() if v in rows}
+    elif isinstance(trained, (int, float)) and not ablation:  # train files: the network
+        res.params_trained = {HANDSSCA_ROW: int(trained)}
     return res
 
 
@@ -248,23 +257,32 @@ def _merge(ours: Mapping[str, Mapping], extra: Mapping[str, Mapping]) -> Dict[st
     return out
 
 
-def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str, int]]] = None
-                  ) -> Table:
+def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str, int]]] = None,
+                  layout: str = "wide") -> Table:
     """The paper's table beside a :class:`TableResult` (and our #Params cells).
 
     Args:
         result: from :func:`load_table_results`.
         params: "ours" cells of the #Params column, from :func:`table_parameters` (optional).
+        layout: "wide" (the paper's layout: per metric a paper, an ours and a diff column) or
+            "long" (:func:`~.tables.long_table`: one line per row and metric, our rows and the
+            constants only, for the book's column). In the long layout the #Params lines say
+            which network they count: the paper's configuration (counted, no training) and,
+            when the file records it, the network trained for the other lines.
 
     Returns:
         :func:`~.tables.compare_table`'s table, the constants of the file as rows after the
         paper's, with notes naming the result file, its commit and time, the split and any row
         left out.
     """
+    if layout not in ("wide", "long"):
+        raise ValueError(f"layout must be 'wide' or 'long', got {layout!r}")
     ours = _merge(result.ours, params or {})
     table = compare_table(result.table, ours, data=result.data if result.found else "n/a",
                           profile=result.profile, hardware=result.hardware,
                           constants=result.constants if result.ours else None)
+    if layout == "long":
+        table = _long_results(result, table)
     if result.found:
         seeds = ", ".join(str(s) for s in result.seeds) or "not recorded"
         table.notes.append(f"Source: {result.file} (commit {result.commit}, {result.time_utc}; "
@@ -281,6 +299,44 @@ def results_table(result: TableResult, params: Optional[Mapping[str, Mapping[str
                            f"{RESULT_CHAPTERS[result.table]} writes it, or copy it from a GPU "
                            "run into the results folder.")
     return table
+
+
+def _long_results(result: TableResult, wide: Table) -> Table:
+    """:func:`long_compare_table` of a result file's table."""
+    show = result.found or bool(result.ours)
+    return long_compare_table(result.table, wide, result.params_trained if show else None,
+                              result.profile)
+
+
+def long_compare_table(table: int, wide: Table,
+                       params_trained: Optional[Mapping[str, int]] = None,
+                       profile: str = "") -> Table:
+    """:func:`~.tables.long_table` of one of the paper's tables, with #Params lines that name
+    their network: "<network or block>, paper's configuration (counted)", and, when
+    ``params_trained`` is given, "<network or block> trained here" for every own row (its
+    count, or "not recorded").
+
+    Args:
+        table: 1-6. wide: :func:`~.tables.compare_table`'s table for it.
+        params_trained: {row key: parameters of the network (Tables 1-3) or attention block
+            (Table 6) trained for the other lines}, or None to add no such line.
+        profile: the profile that trained them (named in the line).
+    """
+    what = "block" if table > 3 else "network"
+    rows = [HANDSSCA_ROW] if table <= 3 else list(VARIANTS)
+    extra = {}
+    if "params" in table_columns(table) and params_trained is not None:
+        for row in rows:
+            n = params_trained.get(row)
+            # three significant digits: a CPU profile's block has a few thousand parameters
+            ours = f"{n * 1e-6:.3g}M" if n is not None else "not recorded"
+            extra[VARIANT_LABELS.get(row, row)] = [
+                [f"#Params of the {what} trained here ({profile} profile)", "", ours, ""]]
+    out = long_table(wide, rows, extra)
+    for r in out.rows:
+        if r[1] == "#Params":
+            r[1] = f"#Params of the {what}, paper's configuration (counted)"
+    return out
 
 
 def evaluation_table(metrics) -> Table:

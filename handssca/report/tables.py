@@ -26,7 +26,8 @@ OURS_DATA = ("synthetic", "real", "n/a")
 
 #: paper column -> the key of :func:`handssca.metrics.evaluate_mesh_and_joints` that holds the
 #: paper's number where the two differ: the papers' F@5/F@15 are the F-scores after the vertex
-#: Procrustes fit (data spec, section 4.4), our ``f5``/``f15`` are the unaligned ones
+#: Procrustes fit (book/datasets_and_metrics.md, section F-score; the FreiHAND toolkit's
+#: ``eval.py``, ``calculate_fscore``), our ``f5``/``f15`` are the unaligned ones
 PAPER_METRIC_KEYS = {"f5": "f5_aligned", "f15": "f15_aligned"}
 
 
@@ -63,14 +64,20 @@ class Table:
 
     def _repr_html_(self) -> str:
         th = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+        trs = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in r) + "</tr>"
                       for r in self.rows)
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
-        # wide tables (Table 3 has 22 columns) scroll sideways instead of being clipped
+        # the book's column is about 770 px: headers and labels wrap, a value with its spread
+        # ("9.87 ± 0.12") stays on one line; a table still wider scrolls inside the column
         return (f'<div style="overflow-x: auto; max-width: 100%">'
-                f'<table class="handssca-compare" style="font-size: 0.85em; white-space: nowrap">'
+                f'<table class="handssca-compare" style="font-size: 0.85em">'
                 f"{cap}<thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table></div>{notes}")
+
+
+def _cell_html(text: str) -> str:
+    """A cell's text as HTML: escaped, a value and its spread joined by no-break spaces."""
+    return html.escape(text).replace(" \u00b1 ", "\u00a0\u00b1\u00a0")
 
 
 def format_value(value: Optional[Number], unit: str) -> str:
@@ -217,6 +224,70 @@ def compare_table(table: int, ours: Mapping[str, Mapping[str, object]], *, data:
         notes.append("Numbers on synthetic data check the code paths and show trends; they are "
                      "not comparable with the paper's numbers on the real dataset.")
     return Table(header, rows, caption, notes)
+
+
+#: the rows a long table keeps beside the constants: HandSSCA's row of Tables 1-3 and the
+#: attention variants of Tables 4-6 (the other methods are quoted, not reproduced)
+OWN_ROWS = ("HandSSCA (paper)",) + tuple(VARIANT_LABELS)
+
+
+def long_table(wide: Table, rows: Sequence[str] = OWN_ROWS,
+               extra: Optional[Mapping[str, Sequence[Sequence[str]]]] = None) -> Table:
+    """:func:`compare_table`'s table in long format: one line per (row, metric) with the
+    paper's value, ours and ours - paper, for the book's column (Table 3 is 22 columns wide).
+
+    Only our own rows are kept (``rows``: HandSSCA's and the variants', by their paper
+    labels or keys) and the constants; the quoted methods, whose "ours" always says "not
+    run", are in :func:`printed_table`.
+
+    Args:
+        wide: from :func:`compare_table` (header "method", then "<metric> paper",
+            "<metric> ours", "<metric> diff" per metric).
+        rows: the rows to keep (keys or labels).
+        extra: {row label: [[metric, paper, ours, diff], ...]} lines added after a row's
+            #Params line, or after its metrics (e.g. the parameter count of the network
+            trained here).
+
+    Returns:
+        a :class:`Table` with the header [row, metric, paper, ours, ours - paper] and the
+        wide table's caption and notes.
+    """
+    keep = {VARIANT_LABELS.get(r, r) for r in rows}
+    metrics = [h[:-len(" paper")] for h in wide.header[1::3]]
+    out = []
+    for r in wide.rows:
+        label = r[0]
+        if label not in keep and not label.endswith("constant (ours)"):
+            continue
+        added = [[label, *line] for line in (extra or {}).get(label, ())]
+        for i, m in enumerate(metrics):
+            paper, ours, diff = r[1 + 3 * i: 4 + 3 * i]
+            if label.endswith("constant (ours)") and not ours:
+                continue  # a constant has no parameter count
+            out.append([label, m, paper or "", ours or "-", diff or ""])
+            if m == "#Params":  # the other network's size right below the count
+                out += added
+                added = []
+        out += added
+    return Table(["row", "metric", "paper", "ours", "ours - paper"], out, wide.caption,
+                 list(wide.notes))
+
+
+def printed_table(table: int) -> Table:
+    """The paper's Table ``table`` as it prints it: one row per method, one column per
+    metric, the paper's numbers only (from :mod:`.paper`); "-" where it prints none."""
+    paper = paper_table(table)
+    cols = table_columns(table)
+    units = {c: next((cells[c].unit for cells in paper.values() if c in cells), "mm")
+             for c in cols}
+    rows = [[VARIANT_LABELS.get(row, row)]
+            + [format_value(cells[c].value if c in cells else None, units[c]) for c in cols]
+            for row, cells in paper.items()]
+    name = next(n.caption for cells in paper.values() for n in cells.values())
+    return Table(["method"] + [COLUMN_LABELS.get(c, c) for c in cols], rows,
+                 f"Table {table} ({name}) as the paper prints it",
+                 ["The paper's numbers (Jiao et al.), from handssca/report/paper_numbers.csv. "
+                  "Methods other than HandSSCA are quoted, not reproduced."])
 
 
 def _constant_rows(constants, cols: Sequence[str], units: Mapping[str, str]) -> List[List[str]]:

@@ -3,7 +3,7 @@ of predictions, the evaluation beside the two constants that ignore the image (t
 and the mean-articulation hand, :mod:`handssca.report.verdict`), and the box that says which
 data a page was built on.
 
-Glossary (the paper's Section 4 and the data spec, section 4):
+Glossary (the paper's Section 4 and book/datasets_and_metrics.md, section Metrics):
 
 ==========================  =====================================================================
 ``loss``                    the training loss of Eq. 4 (mean over an epoch's samples)

@@ -1,4 +1,4 @@
-"""Synthetic grasping sequences written as DexYCB (data spec, section 3).
+"""Synthetic grasping sequences written as DexYCB (book/datasets_and_metrics.md, section DexYCB).
 
 Layout::
 
@@ -146,7 +146,8 @@ def toolkit_plan(n: int) -> list:
 
 def s0_part(subject: int, trial: int) -> str:
     """The s0 split a sequence belongs to: "train" (trial mod 5 != 4), else "val" (subjects 01,
-    02) or "test" (data spec 3.2)."""
+    02) or "test" (book/datasets_and_metrics.md, section The S0
+    split)."""
     return "train" if trial % 5 != 4 else ("val" if subject in (0, 1) else "test")
 
 

@@ -1,4 +1,4 @@
-"""Synthetic hands written as FreiHAND v2 (data spec, section 1).
+"""Synthetic hands written as FreiHAND v2 (book/datasets_and_metrics.md, section FreiHAND).
 
 Layout (N = ``n`` training samples, M = evaluation samples)::
 

@@ -1,4 +1,5 @@
-"""Synthetic hand-object sequences written as HO3D v2 or v3 (data spec, section 2).
+"""Synthetic hand-object sequences written as HO3D v2 or v3 (book/datasets_and_metrics.md,
+section HO-3D).
 
 Layout (``version`` "v2": PNG colour frames, "v3": JPEG)::
 
@@ -61,7 +62,8 @@ Decisions where the real format leaves room:
 - ``evaluation_xyz.json`` / ``evaluation_verts.json``: compact JSON lists, values rounded to
   8 decimals (10 nm); the evaluation pickles' wrist (``handJoints3D``, float32) is the same
   point to float32 precision.
-- ``seg/<FID>.png`` (the spec also names a ``segr`` folder for some releases; we write ``seg``):
+- ``seg/<FID>.png`` (the HO-3D toolkit's ``read_seg`` reads a ``segr`` folder in some releases; we
+write ``seg``):
   640 x 480, 3 channels, read with OpenCV: channel 0 (blue) 255 on visible hand pixels, channel 1
   (green) 255 on visible object pixels, channel 2 = 0.
 - Depth behind the hand and object is a plane (a wall 0.8-1.6 m away, tilted), 0 where there is
@@ -286,7 +288,8 @@ class HO3DWriter(StyleWriter):
     def meta(self, seq: dict, fr: dict, j21_cv: np.ndarray) -> dict:
         """The pickle's dict (module docstring), in the OpenGL frame."""
         # MANO's parameters in the OpenGL frame X' = A X (A = diag(1, -1, -1)): the hand is
-        # R (X - J0) + J0 + t, so R' = A R and t' = A (J0 + t) - J0 (data spec 2.3)
+        # R (X - J0) + J0 + t, so R' = A R and t' = A (J0 + t) - J0 (book/datasets_and_metrics.md,
+        # section OpenGL and OpenCV frames)
         go_gl = axis_angle(GL @ fr["R"])
         t_gl = GL @ (fr["J0"] + fr["t"]) - fr["J0"]
         corners_rest = object_corners(seq["object"])
