@@ -21,6 +21,7 @@ folder it did not make.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -222,10 +223,166 @@ def scan_html(html_dir: Path) -> List[str]:
     return found
 
 
+def pick_chapters(root: Path, chapters: Optional[List[str]] = None) -> dict:
+    """Step 1: the book's ``_toc.yml``, cut to the ``chapters`` prefixes when given."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    return subset_toc(toc, chapters) if chapters else toc
+
+
+def stage_sources(root: Path, stage: Path, toc: dict) -> None:
+    """Step 2: copy ``_config.yml``, the (cut) ``_toc.yml`` and ``book/`` into ``stage``; drop
+    executed notebooks of chapters no longer in the toc (papermill writes the others)."""
+    mark_own_folder(stage)  # everything under stage/ is the runner's (the copy, the executed notebooks)
+    shutil.copy2(root / "_config.yml", stage / "_config.yml")
+    write_text_atomic(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
+    if (stage / "book").exists():
+        shutil.rmtree(stage / "book")
+    shutil.copytree(root / "book", stage / "book")
+    (stage / "notebooks").mkdir(exist_ok=True)
+    keep = chapter_notebooks(root, toc)
+    for f in (stage / "notebooks").glob("*.ipynb"):
+        if f.relative_to(stage) not in keep:
+            f.unlink()
+
+
+@contextlib.contextmanager
+def _chapter_environment(root: Path, out: Path):
+    """The environment the chapters run in (non-interactive, the project and build folders
+    named), restored afterwards."""
+    env_backup = dict(os.environ)
+    os.environ[NONINTERACTIVE_ENV] = "1"
+    os.environ["HANDSSCA_HOME"] = str(root)
+    os.environ["HANDSSCA_BUILD_DIR"] = str(out.resolve())
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+
+
+def _reusable(rec: dict, prev: Optional[dict], dst: Path) -> bool:
+    """Whether the last build's execution of this chapter (``prev``) can stand for ``rec``."""
+    return bool(prev and prev["status"] == "ok" and dst.exists()
+                and prev["source_sha"] == rec["source_sha"]
+                and prev["parameters"] == rec["parameters"])
+
+
+def execute_chapter(root: Path, stage: Path, out: Path, rel: Path, params: dict,
+                    student: bool) -> dict:
+    """Run one notebook with papermill into the stage; its provenance record."""
+    import papermill as pm  # deferred: heavy, and only a build that executes needs it
+
+    src, dst = root / rel, stage / rel
+    rec = {"notebook": str(rel), "parameters": params, "source_sha": _sha(src),
+           "status": "ok", "seconds": 0.0}
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3",
+                            cwd=str(src.parent), progress_bar=False, log_output=False)
+    except Exception as exc:  # papermill raises PapermillExecutionError
+        rec["status"] = "failed"
+        rec["error"] = f"{type(exc).__name__}: {str(exc)[-2000:]}"
+    rec["seconds"] = round(time.perf_counter() - t0, 2)
+    if dst.exists():
+        errs = _postprocess(dst, student)
+        if errs and rec["status"] == "ok":
+            rec["status"] = "failed"
+            rec["error"] = "; ".join(errs)
+    meta = out / "results" / (rel.stem + ".meta.json")
+    if meta.exists():
+        rec["data"] = json.loads(meta.read_text()).get("data", "-")
+    return rec
+
+
+def execute_chapters(root: Path, stage: Path, out: Path, toc: dict, params: dict,
+                     student: bool = False, reuse: bool = False, keep_going: bool = False,
+                     execute: bool = True, log=print):
+    """Step 3: execute every chapter of ``toc`` (or reuse the last build's run of it).
+
+    Returns ``(records, failures)``: one provenance record per chapter, and one line per
+    failed chapter (stops at the first unless ``keep_going``)."""
+    old = {}
+    old_prov = out / "provenance.json"
+    if reuse and old_prov.exists():
+        old = {c["notebook"]: c for c in json.loads(old_prov.read_text())["chapters"]}
+    records, failures = [], []
+    with _chapter_environment(root, out):
+        for rel in chapter_notebooks(root, toc):
+            prev = old.get(str(rel))
+            rec = {"notebook": str(rel), "parameters": params, "source_sha": _sha(root / rel),
+                   "status": "ok", "seconds": 0.0}
+            if (not execute) or (reuse and _reusable(rec, prev, stage / rel)):
+                rec.update({k: prev[k] for k in ("seconds", "status")} if prev else {})
+                rec["reused"] = True
+                log(f"[book] {rel}: reused")
+                records.append(rec)
+                continue
+            log(f"[book] {rel}: executing (profile {params['profile']}) ...")
+            rec = execute_chapter(root, stage, out, rel, params, student)
+            records.append(rec)
+            log(f"[book] {rel}: {rec['status']} in {rec['seconds']:.1f} s")
+            if rec["status"] != "ok":
+                failures.append(f"{rel}: {rec.get('error', '')}")
+                if not keep_going:
+                    break
+    return records, failures
+
+
+def write_provenance(root: Path, stage: Path, out: Path, profile: str, student: bool,
+                     records: List[dict]) -> dict:
+    """Step 4: the provenance record (into the stage and ``out``) and the status page."""
+    prov = {"commit": git_commit(root), "profile": profile, "student": student,
+            "environment": environment_info(), "packages": _package_versions(),
+            "chapters": records,
+            "total_seconds": round(sum(r["seconds"] for r in records), 1)}
+    write_json_atomic(stage / "book" / "provenance.json", prov)
+    write_json_atomic(out / "provenance.json", prov)
+    write_text_atomic(stage / "book" / "status.md", render_status(prov))
+    return prov
+
+
+def run_jupyter_book(stage: Path, out: Path, html: Path, trusted: bool, log=print) -> float:
+    """Step 5: ``jupyter-book build`` the stage (warnings as errors) into ``html``; the
+    seconds it took."""
+    log("[book] building HTML ...")
+    t0 = time.perf_counter()
+    jb_out = out / "jb"
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
+           "--path-output", str(jb_out), "-W", "--keep-going", "--all", "-q"]
+    if not Path(cmd[0]).exists():
+        cmd[0:1] = [sys.executable, "-m", "jupyter_book.cli.main"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise BookError("jupyter-book build failed (warnings are errors):\n"
+                        + res.stdout[-4000:] + res.stderr[-4000:])
+    replace_own_folder(html, trusted)
+    shutil.move(str(jb_out / "_build" / "html"), str(html))
+    mark_own_folder(html)
+    return time.perf_counter() - t0
+
+
+def check_and_report(html: Path, records: List[dict], t_html: float, total: float,
+                     profile: str, log=print) -> None:
+    """Step 6: raise on silent failures in the HTML; print each chapter's time and the total."""
+    bad = scan_html(html)
+    if bad:
+        raise BookError("silent failures in the built book:\n" + "\n".join(bad))
+    log("")
+    log(f"{'chapter':<44} {'status':>8} {'seconds':>9}")
+    for r in records:
+        log(f"{r['notebook']:<44} {r['status']:>8} {r['seconds']:>9.1f}"
+            + ("  (reused)" if r.get("reused") else ""))
+    log(f"{'jupyter-book build':<44} {'':>8} {t_html:>9.1f}")
+    log(f"{'total (profile ' + profile + ')':<44} {'':>8} {total:>9.1f}  = {total / 60:.1f} min")
+    log(f"[book] HTML: {html / 'index.html'}")
+
+
 def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Optional[Path] = None,
           parameters: Optional[dict] = None, student: bool = False, reuse: bool = False,
           keep_going: bool = False, execute: bool = True, log=print) -> Path:
-    """Execute the chapters and build the HTML book. Returns the HTML folder.
+    """Execute the chapters and build the HTML book (steps 1-6 of the module docstring).
+    Returns the HTML folder.
 
     Raises :class:`BookError` when a chapter fails or the HTML holds a silent failure.
     """
@@ -241,120 +398,16 @@ def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Opt
     for folder in (stage, html):
         check_own_folder(folder, trusted)
     t_start = time.perf_counter()
-    toc = yaml.safe_load((root / "_toc.yml").read_text())
-    if chapters:
-        toc = subset_toc(toc, chapters)
-    # 1-2. stage the sources (book/ and config); notebooks are written by papermill below
-    mark_own_folder(stage)  # everything under stage/ is the runner's (the copy, the executed notebooks)
-    for name in ("_config.yml",):
-        shutil.copy2(root / name, stage / name)
-    write_text_atomic(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
-    if (stage / "book").exists():
-        shutil.rmtree(stage / "book")
-    shutil.copytree(root / "book", stage / "book")
-    (stage / "notebooks").mkdir(exist_ok=True)
-    for f in (stage / "notebooks").glob("*.ipynb"):  # chapters dropped from the toc
-        if f.relative_to(stage) not in chapter_notebooks(root, toc):
-            f.unlink()
-
-    old = {}
-    prov_path = stage / "book" / "provenance.json"
-    old_prov = out / "provenance.json"
-    if reuse and old_prov.exists():
-        old = {c["notebook"]: c for c in json.loads(old_prov.read_text())["chapters"]}
-
-    # 3. execute
-    import papermill as pm
-
-    env_backup = dict(os.environ)
-    os.environ[NONINTERACTIVE_ENV] = "1"
-    os.environ["HANDSSCA_HOME"] = str(root)
-    os.environ["HANDSSCA_BUILD_DIR"] = str(out.resolve())
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    records, failures = [], []
+    toc = pick_chapters(root, chapters)
+    stage_sources(root, stage, toc)
     params = {"profile": profile, **(parameters or {})}
-    try:
-        for rel in chapter_notebooks(root, toc):
-            src, dst = root / rel, stage / rel
-            rec = {"notebook": str(rel), "parameters": params, "source_sha": _sha(src),
-                   "status": "ok", "seconds": 0.0}
-            prev = old.get(str(rel))
-            if (not execute) or (reuse and prev and prev["status"] == "ok" and dst.exists()
-                                 and prev["source_sha"] == rec["source_sha"]
-                                 and prev["parameters"] == params):
-                rec.update({k: prev[k] for k in ("seconds", "status")} if prev else {})
-                rec["reused"] = True
-                log(f"[book] {rel}: reused")
-                records.append(rec)
-                continue
-            log(f"[book] {rel}: executing (profile {profile}) ...")
-            t0 = time.perf_counter()
-            try:
-                pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name="python3",
-                                    cwd=str(src.parent), progress_bar=False, log_output=False)
-            except Exception as exc:  # papermill raises PapermillExecutionError
-                rec["status"] = "failed"
-                rec["error"] = f"{type(exc).__name__}: {str(exc)[-2000:]}"
-            rec["seconds"] = round(time.perf_counter() - t0, 2)
-            if dst.exists():
-                errs = _postprocess(dst, student)
-                if errs and rec["status"] == "ok":
-                    rec["status"] = "failed"
-                    rec["error"] = "; ".join(errs)
-            meta = out / "results" / (rel.stem + ".meta.json")
-            if meta.exists():
-                rec["data"] = json.loads(meta.read_text()).get("data", "-")
-            records.append(rec)
-            log(f"[book] {rel}: {rec['status']} in {rec['seconds']:.1f} s")
-            if rec["status"] != "ok":
-                failures.append(f"{rel}: {rec.get('error', '')}")
-                if not keep_going:
-                    break
-    finally:
-        os.environ.clear()
-        os.environ.update(env_backup)
-
-    # 4. provenance and status page
-    prov = {"commit": git_commit(root), "profile": profile, "student": student,
-            "environment": environment_info(), "packages": _package_versions(),
-            "chapters": records,
-            "total_seconds": round(sum(r["seconds"] for r in records), 1)}
-    write_json_atomic(prov_path, prov)
-    write_json_atomic(old_prov, prov)
-    write_text_atomic(stage / "book" / "status.md", render_status(prov))
+    records, failures = execute_chapters(root, stage, out, toc, params, student, reuse,
+                                         keep_going, execute, log)
+    write_provenance(root, stage, out, profile, student, records)
     if failures:
         raise BookError("chapters failed:\n" + "\n".join(failures))
-
-    # 5. jupyter-book
-    log("[book] building HTML ...")
-    t0 = time.perf_counter()
-    jb_out = out / "jb"
-    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
-           "--path-output", str(jb_out), "-W", "--keep-going", "--all", "-q"]
-    if not Path(cmd[0]).exists():
-        cmd[0:1] = [sys.executable, "-m", "jupyter_book.cli.main"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise BookError("jupyter-book build failed (warnings are errors):\n"
-                        + res.stdout[-4000:] + res.stderr[-4000:])
-    replace_own_folder(html, trusted)
-    shutil.move(str(jb_out / "_build" / "html"), str(html))
-    mark_own_folder(html)
-    t_html = time.perf_counter() - t0
-
-    # 6. silent failures and timings
-    bad = scan_html(html)
-    if bad:
-        raise BookError("silent failures in the built book:\n" + "\n".join(bad))
-    total = time.perf_counter() - t_start
-    log("")
-    log(f"{'chapter':<44} {'status':>8} {'seconds':>9}")
-    for r in records:
-        log(f"{r['notebook']:<44} {r['status']:>8} {r['seconds']:>9.1f}"
-            + ("  (reused)" if r.get("reused") else ""))
-    log(f"{'jupyter-book build':<44} {'':>8} {t_html:>9.1f}")
-    log(f"{'total (profile ' + profile + ')':<44} {'':>8} {total:>9.1f}  = {total / 60:.1f} min")
-    log(f"[book] HTML: {html / 'index.html'}")
+    t_html = run_jupyter_book(stage, out, html, trusted, log)
+    check_and_report(html, records, t_html, time.perf_counter() - t_start, profile, log)
     return html
 
 
