@@ -352,7 +352,11 @@ def run_jupyter_book(stage: Path, out: Path, html: Path, trusted: bool, log=prin
            "--path-output", str(jb_out), "-W", "--keep-going", "--all", "-q"]
     if not Path(cmd[0]).exists():
         cmd[0:1] = [sys.executable, "-m", "jupyter_book.cli.main"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    # the API reference documents this checkout's package (the one the chapters ran), not
+    # whichever copy the environment has installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(repo_root()), os.environ.get("PYTHONPATH", "")) if p))
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise BookError("jupyter-book build failed (warnings are errors):\n"
                         + res.stdout[-4000:] + res.stderr[-4000:])

@@ -72,3 +72,25 @@ def test_out_folders_the_runner_did_not_make_are_never_replaced(tmp_path: Path):
     assert (own / MARKER).is_file()
     replace_own_folder(own)
     assert not own.exists()
+
+
+def test_api_reference_documents_every_module():
+    # each module of the package has an automodule entry on one page of the API reference
+    # (book/api/), and each of those pages is in the table of contents
+    import re
+
+    import yaml
+
+    from handssca.utils import repo_root
+
+    root = repo_root()
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+               for p in (root / "handssca").rglob("*.py") if p.name != "__main__.py"}
+    documented, pages = {}, set()
+    for page in (root / "book" / "api").glob("*.md"):
+        pages.add(page.relative_to(root).with_suffix("").as_posix())
+        for m in re.findall(r"^\.\. automodule:: (\S+)$", page.read_text(), re.M):
+            documented.setdefault(m, []).append(page.name)
+    assert sorted(modules - set(documented)) == [], "modules missing from book/api/*.md"
+    assert {m: p for m, p in documented.items() if len(p) > 1} == {}, "documented twice"
+    assert sorted(pages - set(toc_files(yaml.safe_load((root / "_toc.yml").read_text())))) == []
