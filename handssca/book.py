@@ -3,16 +3,26 @@
 Steps (conventions of ``book.md``):
 
 1. read ``_toc.yml`` and pick the chapters (all, or ``--chapters`` for a course subset);
-2. copy the book's sources (``_config.yml``, ``_toc.yml``, ``book/``) into ``<out>/stage``;
+2. copy the book's sources (``_config.yml``, ``_toc.yml``, ``book/``) into ``<out>/stage``,
+   fill in the publisher's repository setting (:func:`book_config`) and pack the committed
+   source (``git archive HEAD``, :func:`source_archive`) for the HTML to ship;
 3. execute each notebook with papermill into the stage, injecting ``profile`` (and any
    ``-p name value``), progress bars off; mark the injected-parameters cell hidden; fail on any
    error cell; in a student build, remove cells tagged ``solution``;
-4. record provenance (commit, profile, parameters, device, package versions, durations) in
-   ``<out>/stage/book/provenance.json`` and render it as the status page;
+4. record provenance (commit, profile, parameters, data, device, package versions, durations,
+   the shipped archives) in ``<out>/stage/book/provenance.json``, render it as the status page,
+   and pack the executed chapters for the HTML to ship;
 5. ``jupyter-book build`` the stage (``execute_notebooks: off``, warnings as errors) into
    ``<out>/html``;
 6. scan the HTML for silent failures (``<Figure size``, ``HBox(``, tracebacks, papermill error
    cells) and print each chapter's time and the total.
+
+Every page of the built book ends with a box (``book/_ext/downloads.py``) linking to
+:data:`SOURCE_ARCHIVE` (the commit the book was built from) and :data:`NOTEBOOKS_ARCHIVE` (its
+executed chapters), which the HTML folder holds, with the two commands that install and run it.
+A build from a work tree with uncommitted changes is not refused (building while editing is the
+common case): the archive holds the commit without those changes, and provenance, the status
+page and the box say so. Outside a git checkout there is no archive and the box says that.
 
 ``<out>/stage`` and ``<out>/html`` are replaced on every build; the runner marks them as its own
 (:data:`MARKER`) and refuses, before running anything, an ``--out`` whose ``stage`` or ``html``
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ast
 import hashlib
 import json
 import os
@@ -30,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -39,6 +51,21 @@ from handssca.utils import (NONINTERACTIVE_ENV, environment_info, git_commit, re
                             write_json_atomic, write_text_atomic)
 
 PROFILES = ("smoke", "quick", "paper")
+
+#: the files the HTML folder ships (its root): the committed source the book was built from and
+#: the executed chapter notebooks
+SOURCE_ARCHIVE = "handssca-source.tar.gz"
+NOTEBOOKS_ARCHIVE = "handssca-notebooks.zip"
+#: the stage folder Sphinx copies into the HTML root (``html_extra_path``)
+DOWNLOADS = "_downloads"
+#: the publisher's repository URL, when set, overrides ``repository: url:`` of ``_config.yml``
+REPOSITORY_ENV = "HANDSSCA_BOOK_REPOSITORY"
+#: the launch services a filled-in repository URL turns on (JupyterHub needs a hub of the
+#: publisher's own: set ``launch_buttons: jupyterhub_url:`` in ``_config.yml`` for it)
+LAUNCH_SERVICES = {"binderhub_url": "https://mybinder.org",
+                   "colab_url": "https://colab.research.google.com"}
+#: what the status page's data column says of a chapter whose data roots are all empty
+SYNTHETIC = "synthetic (generated)"
 
 #: text that must never appear in the built HTML: a figure printed instead of drawn, a widget
 #: printed as text, a traceback, a cell papermill marked as failed.
@@ -197,17 +224,32 @@ def render_status(prov: dict) -> str:
         f" ({prov['environment'].get('cpu', '?')}, {prov['environment'].get('cpu_count')} cores,"
         f" {prov['environment'].get('torch_threads')} torch threads)",
         f"- built: {prov['environment'].get('time_utc')}",
-        f"- total execution time: {prov['total_seconds']:.0f} s", "",
+        f"- total execution time: {prov['total_seconds']:.0f} s",
+        f"- source: {_source_line(prov.get('shipped') or {})}", "",
         "| chapter | status | time (s) | data | parameters |",
         "|---|---|---:|---|---|",
     ]
     for ch in prov["chapters"]:
         params = ", ".join(f"{k}={v}" for k, v in ch["parameters"].items())
         lines.append(f"| {ch['notebook']} | {ch['status']} | {ch['seconds']:.1f} | "
-                     f"{ch.get('data', '-')} | `{params}` |")
+                     f"{ch.get('data') or 'not recorded'} | `{params}` |")
     lines += ["", "## Package versions", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in prov["packages"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _source_line(shipped: dict) -> str:
+    """The status page's line on the shipped source archive."""
+    if not shipped.get("file"):
+        return "not a git checkout: this build ships no source archive"
+    # raw HTML: the archive is no source file of the book, so a markdown link to it would be
+    # a missing cross-reference (a warning, hence an error); the status page is book/status
+    line = (f"<a href=\"../{shipped['file']}\">{shipped['file']}</a> holds commit "
+            f"`{shipped['commit'][:12]}`")
+    if shipped.get("dirty"):
+        line += (" **without the uncommitted changes the work tree had when this book was "
+                 "built**")
+    return line
 
 
 def scan_html(html_dir: Path) -> List[str]:
@@ -229,11 +271,60 @@ def pick_chapters(root: Path, chapters: Optional[List[str]] = None) -> dict:
     return subset_toc(toc, chapters) if chapters else toc
 
 
-def stage_sources(root: Path, stage: Path, toc: dict) -> None:
-    """Step 2: copy ``_config.yml``, the (cut) ``_toc.yml`` and ``book/`` into ``stage``; drop
-    executed notebooks of chapters no longer in the toc (papermill writes the others)."""
+def book_config(config: dict, repository: Optional[str] = None,
+                downloads: Optional[dict] = None) -> dict:
+    """The ``_config.yml`` the stage is built with: ``config`` with the publisher's repository
+    URL (``repository``, else ``repository: url:`` of ``config``) turning the repository button
+    and the Binder and Colab launch buttons on (empty: all off), and the shipped files
+    (``downloads``, from :func:`source_archive`) handed to the page box."""
+    config = json.loads(json.dumps(config))  # a deep copy of plain YAML data
+    repo = config.setdefault("repository", {})
+    url = (repository if repository is not None else repo.get("url")) or ""
+    repo["url"] = url.strip()
+    on = bool(repo["url"])
+    config.setdefault("html", {})["use_repository_button"] = on
+    launch = config.setdefault("launch_buttons", {})
+    for key, service in LAUNCH_SERVICES.items():
+        launch[key] = service if on else ""
+    if not on:
+        launch["jupyterhub_url"] = ""
+    sphinx = config.setdefault("sphinx", {}).setdefault("config", {})
+    sphinx["html_extra_path"] = [DOWNLOADS]
+    sphinx["handssca_downloads"] = dict(downloads or {})
+    return config
+
+
+def source_archive(root: Path, dest: Path) -> dict:
+    """``git archive`` of HEAD into ``dest`` (a ``.tar.gz`` whose files sit in one folder
+    ``handssca-<commit>/``). Returns what the page box and provenance say of it: ``file``
+    (None outside a git checkout), ``commit`` and ``dirty`` (uncommitted changes to tracked
+    files, which the archive does not hold)."""
+    commit = git_commit(root)
+    if commit == "unknown":
+        return {"file": None, "commit": commit, "dirty": False, "folder": None}
+    sha = commit.split("+")[0]
+    folder = f"handssca-{sha[:12]}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(["git", "archive", "--format=tar.gz", f"--prefix={folder}/",
+                          "-o", str(dest), sha], cwd=root, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise BookError(f"git archive of {sha} in {root} failed: {res.stderr.strip()}")
+    return {"file": dest.name, "commit": sha, "dirty": commit.endswith("+dirty"),
+            "folder": folder}
+
+
+def stage_sources(root: Path, stage: Path, toc: dict) -> dict:
+    """Step 2: copy ``_config.yml`` (through :func:`book_config`), the (cut) ``_toc.yml`` and
+    ``book/`` into ``stage``; drop executed notebooks of chapters no longer in the toc (papermill
+    writes the others); pack the source archive. Returns :func:`source_archive`'s record."""
     mark_own_folder(stage)  # everything under stage/ is the runner's (the copy, the executed notebooks)
-    shutil.copy2(root / "_config.yml", stage / "_config.yml")
+    if (stage / DOWNLOADS).exists():
+        shutil.rmtree(stage / DOWNLOADS)
+    shipped = source_archive(root, stage / DOWNLOADS / SOURCE_ARCHIVE)
+    shipped["notebooks"] = NOTEBOOKS_ARCHIVE
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    write_text_atomic(stage / "_config.yml", yaml.safe_dump(
+        book_config(config, os.environ.get(REPOSITORY_ENV), shipped), sort_keys=False))
     write_text_atomic(stage / "_toc.yml", yaml.safe_dump(toc, sort_keys=False))
     if (stage / "book").exists():
         shutil.rmtree(stage / "book")
@@ -243,6 +334,42 @@ def stage_sources(root: Path, stage: Path, toc: dict) -> None:
     for f in (stage / "notebooks").glob("*.ipynb"):
         if f.relative_to(stage) not in keep:
             f.unlink()
+    return shipped
+
+
+def pack_notebooks(stage: Path, records: List[dict]) -> Path:
+    """The executed chapter notebooks of the stage as one zip in the shipped files."""
+    dest = stage / DOWNLOADS / NOTEBOOKS_ARCHIVE
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as z:
+        for r in records:
+            nb = stage / r["notebook"]
+            if nb.exists():
+                z.write(nb, Path(r["notebook"]).as_posix())
+    return dest
+
+
+def chapter_data(notebook: Path, params: dict) -> str:
+    """What data a chapter ran on, for the status page: the real data roots it was given,
+    :data:`SYNTHETIC` when its ``data_root*`` parameters are all empty, ``none`` when it has no
+    such parameter (it reads no dataset). Defaults come from the notebook's ``parameters`` cell;
+    ``params`` (the injected values) override them."""
+    nb = json.loads(notebook.read_text())
+    roots = {}
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            for node in ast.parse("".join(cell["source"])).body:
+                if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                    if isinstance(target, ast.Name) and target.id.startswith("data_root"):
+                        roots[target.id] = ast.literal_eval(node.value) if node.value else ""
+    roots.update({k: v for k, v in params.items() if k.startswith("data_root")})
+    if not roots:
+        return "none"
+    given = {k: str(v) for k, v in roots.items() if v}
+    if not given:
+        return SYNTHETIC
+    return ", ".join(f"{k}={v}" if len(roots) > 1 else str(v) for k, v in given.items())
 
 
 @contextlib.contextmanager
@@ -289,9 +416,11 @@ def execute_chapter(root: Path, stage: Path, out: Path, rel: Path, params: dict,
         if errs and rec["status"] == "ok":
             rec["status"] = "failed"
             rec["error"] = "; ".join(errs)
+    # the chapter's own statement of its data (a result's meta file) wins; else its parameters
     meta = out / "results" / (rel.stem + ".meta.json")
+    rec["data"] = chapter_data(src, params)
     if meta.exists():
-        rec["data"] = json.loads(meta.read_text()).get("data", "-")
+        rec["data"] = json.loads(meta.read_text()).get("data") or rec["data"]
     return rec
 
 
@@ -330,11 +459,13 @@ def execute_chapters(root: Path, stage: Path, out: Path, toc: dict, params: dict
 
 
 def write_provenance(root: Path, stage: Path, out: Path, profile: str, student: bool,
-                     records: List[dict]) -> dict:
-    """Step 4: the provenance record (into the stage and ``out``) and the status page."""
+                     records: List[dict], shipped: Optional[dict] = None) -> dict:
+    """Step 4: the provenance record (into the stage and ``out``), the status page and the
+    executed chapters packed for shipping (``shipped``: :func:`stage_sources`' record)."""
+    pack_notebooks(stage, records)
     prov = {"commit": git_commit(root), "profile": profile, "student": student,
             "environment": environment_info(), "packages": _package_versions(),
-            "chapters": records,
+            "chapters": records, "shipped": shipped or {},
             "total_seconds": round(sum(r["seconds"] for r in records), 1)}
     write_json_atomic(stage / "book" / "provenance.json", prov)
     write_json_atomic(out / "provenance.json", prov)
@@ -403,11 +534,11 @@ def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Opt
         check_own_folder(folder, trusted)
     t_start = time.perf_counter()
     toc = pick_chapters(root, chapters)
-    stage_sources(root, stage, toc)
+    shipped = stage_sources(root, stage, toc)
     params = {"profile": profile, **(parameters or {})}
     records, failures = execute_chapters(root, stage, out, toc, params, student, reuse,
                                          keep_going, execute, log)
-    write_provenance(root, stage, out, profile, student, records)
+    write_provenance(root, stage, out, profile, student, records, shipped)
     if failures:
         raise BookError("chapters failed:\n" + "\n".join(failures))
     t_html = run_jupyter_book(stage, out, html, trusted, log)
