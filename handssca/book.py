@@ -473,14 +473,12 @@ def write_provenance(root: Path, stage: Path, out: Path, profile: str, student: 
     return prov
 
 
-def run_jupyter_book(stage: Path, out: Path, html: Path, trusted: bool, log=print) -> float:
-    """Step 5: ``jupyter-book build`` the stage (warnings as errors) into ``html``; the
-    seconds it took."""
-    log("[book] building HTML ...")
-    t0 = time.perf_counter()
-    jb_out = out / "jb"
+def _jupyter_book(stage: Path, jb_out: Path, builder: str = "html") -> Path:
+    """``jupyter-book build`` of ``stage`` with ``builder`` (warnings as errors) under
+    ``jb_out``; the folder it wrote."""
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(stage),
-           "--path-output", str(jb_out), "-W", "--keep-going", "--all", "-q"]
+           "--path-output", str(jb_out), "--builder", builder, "-W", "--keep-going", "--all",
+           "-q"]
     if not Path(cmd[0]).exists():
         cmd[0:1] = [sys.executable, "-m", "jupyter_book.cli.main"]
     # the API reference documents this checkout's package (the one the chapters ran), not
@@ -489,10 +487,19 @@ def run_jupyter_book(stage: Path, out: Path, html: Path, trusted: bool, log=prin
         p for p in (str(repo_root()), os.environ.get("PYTHONPATH", "")) if p))
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if res.returncode != 0:
-        raise BookError("jupyter-book build failed (warnings are errors):\n"
+        raise BookError(f"jupyter-book build ({builder}) failed (warnings are errors):\n"
                         + res.stdout[-4000:] + res.stderr[-4000:])
+    return jb_out / "_build" / builder
+
+
+def run_jupyter_book(stage: Path, out: Path, html: Path, trusted: bool, log=print) -> float:
+    """Step 5: ``jupyter-book build`` the stage (warnings as errors) into ``html``; the
+    seconds it took."""
+    log("[book] building HTML ...")
+    t0 = time.perf_counter()
+    built = _jupyter_book(stage, out / "jb")
     replace_own_folder(html, trusted)
-    shutil.move(str(jb_out / "_build" / "html"), str(html))
+    shutil.move(str(built), str(html))
     mark_own_folder(html)
     return time.perf_counter() - t0
 
@@ -546,6 +553,48 @@ def build(profile: str = "quick", chapters: Optional[List[str]] = None, out: Opt
     return html
 
 
+def pdf_pages(pdf: Path) -> int:
+    """The number of pages of a PDF (its ``/Type /Page`` objects; Chromium writes them plain)."""
+    return len(re.findall(rb"/Type\s*/Page(?![s\w])", pdf.read_bytes()))
+
+
+def build_pdf(out: Optional[Path] = None, log=print) -> Path:
+    """``make book-pdf``: the book of the last build (``<out>/stage``, its executed chapters)
+    as one PDF, ``<out>/book.pdf``. Returns its path.
+
+    jupyter-book's ``singlehtml`` builder puts the whole book on one page; the Chromium of the
+    browser tests prints it with the book's print style sheet (``book/_ext/print.css``: code
+    and output lines wrap, tables and figures fit the page). jupyter-book's own ``pdfhtml``
+    builder is not used: it downloads a Chromium (pyppeteer) at run time.
+    """
+    out = Path(out) if out else repo_root() / "_build"
+    stage = out / "stage"
+    if not (stage / MARKER).is_file() or not (stage / "book" / "provenance.json").is_file():
+        raise BookError(f"{stage} holds no built book to print: run `python -m handssca book` "
+                        f"(or `make book`) with the same --out first")
+    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")
+                     if shutil.which(n)), None)
+    if chromium is None:
+        raise BookError("the PDF is printed by Chromium, which is not installed "
+                        "(apt-get install chromium)")
+    log("[book] building the one-page HTML ...")
+    page = _jupyter_book(stage, out / "jb-pdf", "singlehtml") / "index.html"
+    pdf = out / "book.pdf"
+    if pdf.exists():
+        pdf.unlink()
+    log("[book] printing it with Chromium ...")
+    # the virtual time budget lets MathJax typeset every equation before the page is printed
+    cmd = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--no-pdf-header-footer",
+           "--virtual-time-budget=120000", f"--print-to-pdf={pdf}", page.as_uri()]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    if not pdf.is_file() or pdf.stat().st_size == 0:
+        raise BookError(f"Chromium printed no PDF (exit status {res.returncode}):\n"
+                        + res.stderr[-2000:])
+    log(f"[book] PDF: {pdf} ({pdf_pages(pdf)} pages)")
+    return pdf
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", choices=PROFILES,
                         help="smoke (CI), quick (default: 2 CPU cores, synthetic data), paper (GPU)")
@@ -558,6 +607,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="skip chapters whose source and parameters are unchanged since the last build")
     parser.add_argument("--keep-going", action="store_true", help="run every chapter even after a failure")
+    parser.add_argument("--pdf", action="store_true",
+                        help="print the built book to <out>/book.pdf (after the HTML; Chromium)")
 
 
 def run(args) -> int:
@@ -566,6 +617,8 @@ def run(args) -> int:
     try:
         build(args.profile, chapters, Path(args.out) if args.out else None, params,
               student=args.student, reuse=args.reuse, keep_going=args.keep_going)
+        if args.pdf:
+            build_pdf(Path(args.out) if args.out else None)
     except BookError as exc:
         print(f"[book] FAILED: {exc}", file=sys.stderr)
         return 1
