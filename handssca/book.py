@@ -258,6 +258,11 @@ def scan_html(html_dir: Path) -> List[str]:
     for f in sorted(html_dir.rglob("*.html")):
         if "_static" in f.parts or "genindex" in f.name or f.name == "search.html":
             continue
+        # the API reference and its highlighted source show the package's code and docstrings
+        # (this module's patterns among them), never executed output
+        rel = f.relative_to(html_dir).parts
+        if rel[0] == "_modules" or rel[:2] == ("book", "api"):
+            continue
         text = f.read_text(errors="replace")
         for what, pat in SILENT_FAILURES.items():
             if pat.search(text):

@@ -224,3 +224,11 @@ def test_source_archive_installs_into_a_clean_venv_and_runs_a_chapter(tmp_path: 
                     str(src / "notebooks" / "01_ssm_discretisation.ipynb"), str(out)],
                    check=True, env=env, cwd=tmp_path, capture_output=True)
     assert '"output_type": "error"' not in out.read_text()
+
+
+def test_scan_html_leaves_the_api_reference_and_source_pages_alone(tmp_path: Path):
+    # they show this module's own patterns as code, not as executed output
+    for page in ("_modules/handssca/book.html", "book/api/project.html", "notebooks/01.html"):
+        (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / page).write_text("<pre>HBox(children=...)</pre>")
+    assert scan_html(tmp_path) == ["notebooks/01.html: a widget printed as text"]
