@@ -583,7 +583,12 @@ def build_pdf(out: Optional[Path] = None, log=print) -> Path:
         raise BookError("the PDF is printed by Chromium, which is not installed "
                         "(apt-get install chromium)")
     log("[book] building the one-page HTML ...")
-    page = _jupyter_book(stage, out / "jb-pdf", "singlehtml") / "index.html"
+    single = _jupyter_book(stage, out / "jb-pdf", "singlehtml")
+    # the one page is the root document (book/intro.html, index.html only redirects to it), but
+    # its links are relative to the folder's top (_static/, _images/): print a copy from there
+    root_doc = yaml.safe_load((stage / "_toc.yml").read_text())["root"]
+    page = single / "book-for-print.html"
+    shutil.copy2(single / (root_doc + ".html"), page)
     pdf = out / "book.pdf"
     if pdf.exists():
         pdf.unlink()
