@@ -232,3 +232,11 @@ def test_scan_html_leaves_the_api_reference_and_source_pages_alone(tmp_path: Pat
         (tmp_path / page).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / page).write_text("<pre>HBox(children=...)</pre>")
     assert scan_html(tmp_path) == ["notebooks/01.html: a widget printed as text"]
+
+
+def test_book_pdf_needs_a_built_book_first(tmp_path: Path):
+    from handssca.book import BookError, build_pdf
+
+    with pytest.raises(BookError, match=r"holds no built book to print: run `python -m handssca "
+                                        r"book`"):
+        build_pdf(tmp_path)
