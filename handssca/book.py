@@ -66,6 +66,8 @@ LAUNCH_SERVICES = {"binderhub_url": "https://mybinder.org",
                    "colab_url": "https://colab.research.google.com"}
 #: what the status page's data column says of a chapter whose data roots are all empty
 SYNTHETIC = "synthetic (generated)"
+#: ... and of a chapter without a data root parameter
+NO_DATA = "none (reads no dataset)"
 
 #: text that must never appear in the built HTML: a figure printed instead of drawn, a widget
 #: printed as text, a traceback, a cell papermill marked as failed.
@@ -356,8 +358,8 @@ def pack_notebooks(stage: Path, records: List[dict]) -> Path:
 
 def chapter_data(notebook: Path, params: dict) -> str:
     """What data a chapter ran on, for the status page: the real data roots it was given,
-    :data:`SYNTHETIC` when its ``data_root*`` parameters are all empty, ``none`` when it has no
-    such parameter (it reads no dataset). Defaults come from the notebook's ``parameters`` cell;
+    :data:`SYNTHETIC` when its ``data_root*`` parameters are all empty, :data:`NO_DATA` when it
+    has no such parameter. Defaults come from the notebook's ``parameters`` cell;
     ``params`` (the injected values) override them."""
     nb = json.loads(notebook.read_text())
     roots = {}
@@ -370,7 +372,7 @@ def chapter_data(notebook: Path, params: dict) -> str:
                         roots[target.id] = ast.literal_eval(node.value) if node.value else ""
     roots.update({k: v for k, v in params.items() if k.startswith("data_root")})
     if not roots:
-        return "none"
+        return NO_DATA
     given = {k: str(v) for k, v in roots.items() if v}
     if not given:
         return SYNTHETIC

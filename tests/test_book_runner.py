@@ -142,7 +142,7 @@ def test_status_page_data_column_names_the_data_of_every_chapter(tmp_path: Path)
     assert chapter_data(one, {"data_root": "/data/HO3D_v2"}) == "/data/HO3D_v2"
     assert chapter_data(three, {}) == SYNTHETIC
     assert chapter_data(three, {"data_root_ho3d": "/d/HO3D"}) == "data_root_ho3d=/d/HO3D"
-    assert chapter_data(none, {}) == "none"
+    assert chapter_data(none, {}) == "none (reads no dataset)"
     prov = {"commit": "abc", "profile": "smoke", "total_seconds": 3.0, "environment": {},
             "packages": {}, "shipped": {},
             "chapters": [{"notebook": "n.ipynb", "status": "ok", "seconds": 1.0,
