@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 
-.PHONY: test book venv clean-book
+.PHONY: test book book-pdf venv clean-book
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m handssca book --profile $(PROFILE)
+
+# The book as one PDF, _build/book.pdf, printed by the Chromium the browser tests use (nothing is
+# downloaded). Chapters already executed with the same sources and parameters are reused.
+book-pdf: $(STAMP)
+	$(PY) -m handssca book --profile $(PROFILE) --reuse --pdf
 
 clean-book:
 	rm -rf _build

@@ -4,6 +4,30 @@ real headless browser (Debian's chromium through its chromedriver).
 
 The browser part runs when chromium and chromedriver are installed (``.ci/run`` installs them);
 with ``HANDSSCA_REQUIRE_BROWSER=1`` (set by ``.ci/run``) their absence is a failure.
+
+The browser window is :data:`WINDOW`, 1320 x 900 CSS pixels: a laptop screen on which the theme
+shows both sidebars, and the narrowest at which a code box of the article column (about 700
+pixels of the theme's 14-pixel monospace) holds 80 characters: a line of at most 79 characters
+fits, one of 81 does not (at 1280 pixels only 76 fit). On every page of the table of contents
+the layout rules of the book hold, each failure message listing every page and element that
+breaks it:
+
+(a) no code block (``pre``) and no table is wider than its box or the article column: code and
+    printed output lines are at most 79 characters;
+(b) every image of the article is in a numbered figure with a caption, and has alt text;
+(c) every display equation has a number (a label);
+(d) one search box;
+(e) no absolute path of the machine that built the book (``/tmp/``, ``/home/``, ...).
+
+How a chapter meets (b) and (c) (checked with this Jupyter Book 1.0.4 / myst-nb 1.4 set-up,
+``numfig`` on by default: the figure reads "Fig. N", its ``img`` carries the alt text):
+
+- a figure drawn by a code cell: the cell's metadata
+  ``{"mystnb": {"figure": {"caption": "...", "name": "fig-..."},
+  "image": {"alt": "..."}}}``; refer to it with ``{numref}`fig-...```;
+- an equation: ``$$ ... $$ (eq-label)`` (dollarmath) or a ``{math}`` block with
+  ``:label: eq-label``; refer to it with ``{eq}`eq-label```. An unlabelled ``$$ ... $$`` has
+  no number and fails (c).
 """
 import functools
 import http.server
@@ -24,6 +48,10 @@ from handssca.utils import repo_root
 ROOT = repo_root()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+#: the browser window (CSS pixels): both sidebars shown, 80 characters of code fit a code box
+WINDOW = (1320, 900)
+#: absolute paths of a build machine that must not reach a page (rule (e))
+BUILD_PATHS = re.compile(r"(?<![\w.:/])/(?:tmp|home|root|work|Users)/[^\s\"'<>)]*")
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +79,12 @@ def test_every_chapter_executes_under_the_smoke_profile(smoke_book):
 
 
 def test_built_book_has_no_silent_failures(smoke_book):
-    html, _ = smoke_book
+    html, prov = smoke_book
     assert scan_html(html) == []
     status = (html / "book" / "status.html").read_text()
     assert "smoke" in status and "01_ssm_discretisation" in status
+    # the data column names each chapter's data, never a bare "-"
+    assert all(c.get("data") for c in prov["chapters"]), prov["chapters"]
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +107,7 @@ def browser(smoke_book):
               "--disable-background-networking --disable-component-update --disable-sync "
               "--disable-dev-shm-usage").split():
         opts.add_argument(a)
+    opts.add_argument(f"--window-size={WINDOW[0]},{WINDOW[1]}")
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     base = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -101,23 +132,141 @@ def _open(driver, url):
     raise AssertionError(f"{url}: did not finish loading/typesetting within 20 s")
 
 
+#: what the browser measures on each page, for the layout rules (a)-(e)
+MEASURE = r"""
+const article = document.querySelector('article.bd-article') || document.body;
+const column = article.clientWidth;
+const where = e => {
+  const sec = e.closest('section[id], div.cell, figure[id]');
+  const id = sec ? (sec.id || sec.className.split(' ')[0]) : '';
+  return `${e.tagName.toLowerCase()} in #${id}: ${JSON.stringify(
+      (e.innerText || e.alt || e.src || '').trim().slice(0, 50))}`;
+};
+const shown = e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';
+const wide = Array.from(article.querySelectorAll('pre, table')).filter(shown).map(e => {
+  const w = e.getBoundingClientRect().width;
+  return (e.scrollWidth > e.clientWidth + 1 || w > column + 1)
+    ? `${where(e)} (scrollWidth ${e.scrollWidth}, clientWidth ${e.clientWidth}, `
+      + `width ${Math.round(w)}, column ${column})` : null;
+}).filter(x => x);
+const figures = Array.from(article.querySelectorAll('img'))
+  .filter(i => !i.closest('.handssca-downloads')).map(i => {
+    const fig = i.closest('figure');
+    const bad = [];
+    if (!fig) bad.push('not in a figure');
+    else if (!fig.querySelector('figcaption .caption-number')) bad.push('no numbered caption');
+    if (!(i.getAttribute('alt') || '').trim()) bad.push('no alt text');
+    return bad.length ? `${where(i)}: ${bad.join(', ')}` : null;
+  }).filter(x => x);
+const equations = Array.from(article.querySelectorAll('div.math'))
+  .filter(m => !m.querySelector('.eqno'))
+  .map(m => `unnumbered equation ${JSON.stringify(
+      (m.getAttribute('data-tex') || m.textContent).trim().slice(0, 60))}`);
+const search = Array.from(document.querySelectorAll(
+    '.search-button-field, .search-button, form.bd-search, input[type=search]'))
+  .filter(shown).map(e => e.className);
+// the article's prose: without code, signatures and typeset math (raw TeX is looked for here)
+const prose = article.cloneNode(true);
+prose.querySelectorAll('pre, code, dt, .highlight, mjx-container, script, style')
+  .forEach(e => e.remove());
+return {wide: wide, figures: figures, equations: equations, search: search,
+        text: document.body.innerText + ' ' + article.textContent, prose: prose.textContent};
+"""
+
+
+@pytest.fixture(scope="session")
+def rendered(browser):
+    """Every page of the table of contents opened once in the browser: its console errors,
+    broken images, math typeset and the layout measurements of :data:`MEASURE`."""
+    driver, base = browser
+    pages = {}
+    for page in _pages():
+        driver.get_log("browser")  # drop what earlier pages left
+        _open(driver, base + page)
+        info = driver.execute_script(MEASURE)
+        info["errors"] = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        info["broken"] = driver.execute_script(
+            "return Array.from(document.images)"
+            ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);")
+        info["n_math"] = driver.execute_script(
+            "return document.querySelectorAll('.math').length;")
+        info["n_typeset"] = driver.execute_script(
+            "return document.querySelectorAll('mjx-container').length;")
+        pages[page] = info
+    return pages
+
+
+def _offenders(rendered, key):
+    """``page: element`` lines of every page whose measurement ``key`` lists something."""
+    return "\n".join(f"{page}: {item}" for page, info in rendered.items() for item in info[key])
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("page", _pages())
-def test_page_in_a_real_browser(browser, page):
-    driver, base = browser
-    driver.get_log("browser")  # drop what earlier pages left
-    _open(driver, base + page)
-    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    assert errors == [], f"{page}: console errors {errors}"
-    broken = driver.execute_script(
-        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0))"
-        ".map(i => i.src);")
-    assert broken == [], f"{page}: images that did not load: {broken}"
-    n_math = driver.execute_script("return document.querySelectorAll('.math').length;")
-    n_typeset = driver.execute_script("return document.querySelectorAll('mjx-container').length;")
-    assert n_typeset >= n_math, f"{page}: {n_math} math elements, {n_typeset} typeset"
-    text = driver.execute_script("return document.body.innerText;")
+def test_page_in_a_real_browser(rendered, page):
+    info = rendered[page]
+    assert info["errors"] == [], f"{page}: console errors {info['errors']}"
+    assert info["broken"] == [], f"{page}: images that did not load: {info['broken']}"
+    assert info["n_typeset"] >= info["n_math"], (
+        f"{page}: {info['n_math']} math elements, {info['n_typeset']} typeset")
+    text = info["prose"]  # code may show a backslash-parenthesis (a regular expression)
     assert "\\(" not in text and "\\[" not in text, f"{page}: raw TeX left on the page"
+
+
+@pytest.mark.browser
+def test_no_code_block_or_table_is_wider_than_the_column(rendered):
+    # rule (a): at WINDOW's width a code block or table that scrolls sideways, or sticks out
+    # of the article column, hides part of its content (and is cut in the PDF)
+    assert _offenders(rendered, "wide") == "", (
+        "code blocks / tables wider than their column (lines of at most 79 characters fit):\n"
+        + _offenders(rendered, "wide"))
+
+
+@pytest.mark.browser
+def test_every_figure_is_numbered_with_a_caption_and_alt_text(rendered):
+    # rule (b); the recipe is in this module's docstring
+    assert _offenders(rendered, "figures") == "", (
+        "images without a numbered caption or alt text:\n" + _offenders(rendered, "figures"))
+
+
+@pytest.mark.browser
+def test_every_display_equation_is_numbered(rendered):
+    # rule (c); the recipe is in this module's docstring
+    assert _offenders(rendered, "equations") == "", (
+        "display equations without a label:\n" + _offenders(rendered, "equations"))
+
+
+@pytest.mark.browser
+def test_one_search_box_per_page(rendered):
+    # rule (d): the theme's top bar and its sidebar each had one (see _config.yml)
+    counts = {page: info["search"] for page, info in rendered.items() if len(info["search"]) != 1}
+    assert counts == {}, f"pages without exactly one visible search box: {counts}"
+
+
+@pytest.mark.browser
+def test_no_build_machine_path_on_any_page(rendered):
+    # rule (e): a path of the machine that built the book tells a reader nothing and leaks
+    found = {page: sorted(set(BUILD_PATHS.findall(info["text"])))
+             for page, info in rendered.items()}
+    found = {page: paths for page, paths in found.items() if paths}
+    assert found == {}, "absolute build paths on pages:\n" + "\n".join(
+        f"{page}: {paths}" for page, paths in found.items())
+
+
+def test_built_book_ships_its_source_and_no_repository_button(smoke_book):
+    # the source archive and the executed chapters lie in the HTML folder, and every page's
+    # box links to them; the committed configuration names no repository: no button
+    html, prov = smoke_book
+    shipped = prov["shipped"]
+    assert (html / shipped["file"]).is_file() and (html / shipped["notebooks"]).is_file()
+    for page in _pages():
+        text = (html / page).read_text()
+        depth = "../" * page.count("/")
+        assert f'href="{depth}{shipped["file"]}"' in text, f"{page}: no link to the source"
+        assert "btn-source-repository-button" not in text, f"{page}: a repository button"
+        assert "dropdown-launch-buttons" not in text, f"{page}: launch buttons"
+    status = (html / "book" / "status.html").read_text()
+    assert "synthetic (generated)" in status
 
 
 @pytest.mark.browser

@@ -3,8 +3,8 @@
 :class:`HandDataset` turns a loader's :class:`~handssca.data.sample.RawSample` into the sample
 dictionary (:func:`~handssca.data.sample.make_sample`), draws the training augmentation, handles
 corrupt samples (:mod:`handssca.data.errors`) and checks predictions before a dataset's
-``to_protocol`` (:meth:`HandDataset.ordered_predictions`). The loaders (:mod:`.freihand`,
-:mod:`.ho3d`, :mod:`.dexycb`) subclass it.
+``to_protocol`` (:meth:`HandDataset.ordered_predictions`). The loaders (:mod:`~handssca.data.freihand`,
+:mod:`~handssca.data.ho3d`, :mod:`~handssca.data.dexycb`) subclass it.
 """
 from __future__ import annotations
 

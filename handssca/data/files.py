@@ -55,7 +55,7 @@ def load_json_list(path, item_shape: Sequence[int], *, cache_dir=None, use_cache
             ``json`` reads them, as the official evaluation scripts compare them).
 
     Returns:
-        (array (N, *item_shape) of ``dtype`` (entries that could not be read are NaN), bad (N,)
+        (array ``(N, *item_shape)`` of ``dtype`` (entries that could not be read are NaN), bad (N,)
         bool).
 
     Raises:

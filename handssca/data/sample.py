@@ -1,6 +1,7 @@
 """The raw sample and the sample dictionary: the chain every loader ends in.
 
-Every loader (:mod:`.freihand`, :mod:`.ho3d`, :mod:`.dexycb`) reads its files, converts them once
+Every loader (:mod:`~handssca.data.freihand`, :mod:`~handssca.data.ho3d`,
+:mod:`~handssca.data.dexycb`) reads its files, converts them once
 into a :class:`RawSample` (the hand as the dataset annotates it, in metres, the OpenCV camera frame
 and the F joint order, MANO pose as offsets from ``hands_mean``), and hands it to
 :func:`make_sample`, which builds the sample dictionary the engine relies on (its keys
@@ -9,9 +10,8 @@ and the F joint order, MANO pose as offsets from ``hands_mean``), and hands it t
 :mod:`handssca.data`). Pixel, box and 3D conventions: :mod:`handssca.data.geometry`.
 
 The chain of :func:`make_sample` (book/datasets_and_metrics.md, section HO-3D in HandOccNet and
-HandSSCA;
-HandOccNet's ``common/utils/preprocessing.py``)
-------------------------------------------------------------------------------------------
+HandSSCA; HandOccNet's ``common/utils/preprocessing.py``):
+
 1. Left hands (DexYCB) are mirrored into right hands: image flipped (u -> W - 1 - u), 3D x -> -x,
    the y and z components of every axis-angle triplet of the pose negated, betas unchanged, and
    the camera mirrored with them (:func:`~handssca.data.geometry.mirror_camera`), so that K

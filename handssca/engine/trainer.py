@@ -344,8 +344,8 @@ def train(dataset: str, data_root=None, profile: str = "quick", attention: str =
             ``{"epochs": 2, "optimizer": {"lr": 3e-4}}``.
         compile: ``torch.compile`` on a GPU (None: the profile's setting).
         num_workers: DataLoader workers (None: the profile's setting).
-        callback: called with {"kind": "step", "epoch", "batch", "step", "loss"} after every
-            step and {"kind": "epoch", **record} after every epoch.
+        callback: called with ``{"kind": "step", "epoch", "batch", "step", "loss"}`` after every
+            step and ``{"kind": "epoch", **record}`` after every epoch.
         hand_model: the hand model (default ``load_hand_model()``: MANO when installed, else the
             procedural hand; recorded in the checkpoints).
         verbose: print what happens (data, resume, one line per epoch) on stderr.

@@ -99,7 +99,7 @@ def rot6d_to_matrix(x: Tensor) -> Tensor:
             of R, as the authors' MANO head lays them out.
 
     Returns:
-        (..., 3, 3) with columns b1 = a1/|a1|, b2 = normalised a2 - (b1.a2) b1, b3 = b1 x b2.
+        (..., 3, 3) with columns ``b1 = a1/|a1|``, b2 = normalised a2 - (b1.a2) b1, b3 = b1 x b2.
     """
     a1, a2 = x[..., 0:3], x[..., 3:6]
     b1 = F.normalize(a1, dim=-1)

@@ -9,31 +9,31 @@ one of our networks to a state dict in the authors' names (e.g. to run our weigh
 or to write a file in their format for tests).
 
 Key map (the authors' names after ``module.`` -> ours; the modules agree in function, the
-checkpoint spec, ``hands3c-checkpoint.md``):
+checkpoint spec, ``hands3c-checkpoint.md``)::
 
-=============================================  ==============================================
-``backbone.layer0.0`` / ``.layer0.1``           ``backbone.resnet.conv1`` / ``.bn1``
-``backbone.layerK.0.i.*`` (K = 1..4)            ``backbone.resnet.layerK.i.*``
-``backbone.toplayer``, ``latlayer1/2/3``,       ``backbone.fpn.top``, ``lateral4/3/2``,
-``smooth3``                                     ``smooth``
-``S3C.ln_1``                                    ``attention.norm``
-``S3C.self_attention.in_proj/conv2d/``          ``attention.ss2d.in_proj/conv2d/out_norm/
-``out_norm/out_proj``                           out_proj``
-``S3C.self_attention.x_proj_weight``,           ``attention.ss2d.spatial.s6.x_proj_weight``,
-``dt_projs_weight``, ``dt_projs_bias``,         ``dt_proj_weight``, ``dt_proj_bias``, ``A_log``,
-``A_logs``, ``Ds`` (``_ch``: channel branch)    ``D`` (``channel.s6.*``)
-``regressor.hand_regHead.betas`` (21, 1)        ``heatmap_head.inverse_temperature`` (21,)
-``regressor.hand_regHead.hg.0.hg.i.j.0.*``      ``heatmap_head.hourglass.levels.i.j.*`` (level i,
-                                                i = 0 the innermost with the 4th block; block j)
-``regressor.hand_regHead.res.0.0``,             ``heatmap_head.residual``, ``.fc.0`` / ``.fc.1``,
-``fc.0.block.0/1``, ``score.0``                 ``.score``
-``regressor.hand_Encoder.heatmap_conv``,        ``encoder.heatmap_proj``, ``.feature_proj``
-``encoding_conv``
-``regressor.hand_Encoder.reg.n.*``              ``encoder.stages.(n // 2).(n % 2).*``, norms
-(norms ``bn, bn1, bn2``)                        ``bn1, bn2, bn3`` (the same three, by shape)
-``regressor.mano_regHead.mano_base_layer.0/2``  ``mano_head.mlp.0/2``
-``regressor.mano_regHead.pose_reg/shape_reg``   ``mano_head.pose/shape``
-=============================================  ==============================================
+  =============================================  ==============================================
+  ``backbone.layer0.0`` / ``.layer0.1``           ``backbone.resnet.conv1`` / ``.bn1``
+  ``backbone.layerK.0.i.*`` (K = 1..4)            ``backbone.resnet.layerK.i.*``
+  ``backbone.toplayer``, ``latlayer1/2/3``,       ``backbone.fpn.top``, ``lateral4/3/2``,
+  ``smooth3``                                     ``smooth``
+  ``S3C.ln_1``                                    ``attention.norm``
+  ``S3C.self_attention.in_proj/conv2d/``          ``attention.ss2d.in_proj/conv2d/out_norm/
+  ``out_norm/out_proj``                           out_proj``
+  ``S3C.self_attention.x_proj_weight``,           ``attention.ss2d.spatial.s6.x_proj_weight``,
+  ``dt_projs_weight``, ``dt_projs_bias``,         ``dt_proj_weight``, ``dt_proj_bias``, ``A_log``,
+  ``A_logs``, ``Ds`` (``_ch``: channel branch)    ``D`` (``channel.s6.*``)
+  ``regressor.hand_regHead.betas`` (21, 1)        ``heatmap_head.inverse_temperature`` (21,)
+  ``regressor.hand_regHead.hg.0.hg.i.j.0.*``      ``heatmap_head.hourglass.levels.i.j.*`` (level i,
+                                                  i = 0 the innermost with the 4th block; block j)
+  ``regressor.hand_regHead.res.0.0``,             ``heatmap_head.residual``, ``.fc.0`` / ``.fc.1``,
+  ``fc.0.block.0/1``, ``score.0``                 ``.score``
+  ``regressor.hand_Encoder.heatmap_conv``,        ``encoder.heatmap_proj``, ``.feature_proj``
+  ``encoding_conv``
+  ``regressor.hand_Encoder.reg.n.*``              ``encoder.stages.(n // 2).(n % 2).*``, norms
+  (norms ``bn, bn1, bn2``)                        ``bn1, bn2, bn3`` (the same three, by shape)
+  ``regressor.mano_regHead.mano_base_layer.0/2``  ``mano_head.mlp.0/2``
+  ``regressor.mano_regHead.pose_reg/shape_reg``   ``mano_head.pose/shape``
+  =============================================  ==============================================
 
 Non-weights in the file, dropped on import: the soft-argmax grids ``regressor.hand_regHead.uu``
 and ``.vv`` (W x W) and the nine buffers of the authors' MANO layer

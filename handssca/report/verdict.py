@@ -186,6 +186,7 @@ def verdict(network, constants: Values = None, *, label: str = "network",
 
     Args:
         network: one of
+
             - the ``metrics.json`` of :func:`handssca.engine.evaluate` (metrics, constants,
               data and split are read from it; ``constants``, ``data``, ``split`` override);
             - {metric key: value or [value per seed]} (package keys and units: mm, fractions;

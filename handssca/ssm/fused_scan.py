@@ -42,11 +42,11 @@ the file.
 
 Environment:
 
-``CC``                    the C compiler (default ``cc``)
-``HANDSSCA_KERNEL_DIR``   where compiled kernels are cached (default
-                          ``$XDG_CACHE_HOME/handssca/kernels``, else ``~/.cache/handssca/kernels``);
-                          a folder of the user's own that nobody else can write
-``HANDSSCA_FUSED_SCAN``   ``0`` turns the backend off
+- ``CC``: the C compiler (default ``cc``)
+- ``HANDSSCA_KERNEL_DIR``: where compiled kernels are cached (default
+  ``$XDG_CACHE_HOME/handssca/kernels``, else ``~/.cache/handssca/kernels``); a folder of the
+  user's own that nobody else can write
+- ``HANDSSCA_FUSED_SCAN``: ``0`` turns the backend off
 """
 from __future__ import annotations
 

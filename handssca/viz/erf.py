@@ -13,7 +13,7 @@ computed. This module computes them by Luo et al.'s gradient method:
    would avoid it at C times the cost, and we do not.
 2. Back-propagate to the input image I (B, 3, S, S): ``g_b = dy_b / dI_b``.
 3. Take the absolute value and sum over the three colour channels: ``e_b = sum_rgb |g_b|``,
-   (S, S) per image. (Some ERF plots use ReLU(g) instead of |g|; we keep |g|, Luo et al.'s
+   (S, S) per image. (Some ERF plots use ReLU(g) instead of ``|g|``; we keep ``|g|``, Luo et al.'s
    magnitude.)
 4. Average over the B images and normalise to a distribution (the map sums to 1): the ERF,
    (S, S).
@@ -56,14 +56,14 @@ class ERF:
     """An effective receptive field.
 
     Attributes:
-        map: (S, S) float64, non-negative, sums to 1: the image-averaged |gradient| (step 4).
-        per_image: (B, S, S) float64, each image's |gradient| map normalised to sum 1 (for the
+        map: (S, S) float64, non-negative, sums to 1: the image-averaged ``|gradient|`` (step 4).
+        per_image: (B, S, S) float64, each image's ``|gradient|`` map normalised to sum 1 (for the
             spread of a scalar over images); all zeros for an image whose gradient vanished.
         location: (r0, c0), the output location in H (rows, columns of the h x w map).
         centre: (x0, y0), that location's centre in input pixels.
         feature_size: (h, w) of the measured map.
         n_images: B.
-        raw_scale: mean over images of the total |gradient| mass before normalising (how
+        raw_scale: mean over images of the total ``|gradient|`` mass before normalising (how
             strongly the location depends on the image at all).
     """
 

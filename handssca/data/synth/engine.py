@@ -111,7 +111,7 @@ def generate(style: str, out, n: int, seed: int = 0, *, version: str = "v2", n_e
             use fewer so that they still hold several training sequences).
         toolkit_layout: DexYCB only: write the layout the official toolkit reads as it is (10
             subjects x 100 sequences, 8 cameras; n a multiple of 8, at least 8000), instead of the
-            compact one (:mod:`.dexycb`).
+            compact one (:mod:`handssca.data.synth.dexycb`).
         overwrite: replace a synthetic dataset of other arguments found in ``out``: only the
             files its generation wrote (``synth_files.txt``) are deleted, and a folder holding
             any other file is refused (a folder that is not a synthetic dataset is never

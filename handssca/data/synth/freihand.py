@@ -21,7 +21,7 @@ hand model's ``hands_mean``, flat_hand_mean=False), the 10 betas, uv_root (the p
 9, the middle finger's MCP) and the weak-perspective scale s, with the root recovered as
 ((u - p_x) / s, (v - p_y) / s, f / s), f = (f_x + f_y) / 2; MANO(pose, betas) without translation,
 moved so that its keypoint 9 lands on that root, is the stored mesh (verts) and its joints (xyz).
-``training_scale.json`` holds the bone length |xyz[9] - xyz[10]|, not s.
+``training_scale.json`` holds the bone length ``|xyz[9] - xyz[10]|``, not s.
 
 Decisions where the real format leaves room:
 

@@ -39,7 +39,7 @@ STREAM_VERSION = 1
 
 
 def stream(seed: int, *key) -> np.random.Generator:
-    """An independent random stream for (seed, *key), e.g. ``stream(0, "freihand", "training", 12)``.
+    """An independent random stream for ``(seed, *key)``, e.g. ``stream(0, "freihand", "training", 12)``.
 
     The key is hashed (SHA-256) into the entropy of a ``SeedSequence``, so streams of different
     samples are independent and do not depend on the order they are drawn in.
