@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# PROFILE=paper prints the plan (images, runs, hours) and asks above an hour; YES=1 builds
+# without asking (needed where nobody can answer)
 book: $(STAMP)
-	$(PY) -m handssca book --profile $(PROFILE)
+	$(PY) -m handssca book --profile $(PROFILE) $(if $(YES),--yes)
 
 clean-book:
 	rm -rf _build

@@ -370,11 +370,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="skip chapters whose source and parameters are unchanged since the last build")
     parser.add_argument("--keep-going", action="store_true", help="run every chapter even after a failure")
+    parser.add_argument("--yes", action="store_true",
+                        help="paper profile: build without asking, whatever the plan's hours")
 
 
 def run(args) -> int:
     params = {k: yaml.safe_load(v) for k, v in args.parameter}
     chapters = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
+    # the paper profile's cost is printed, and above an hour confirmed, before anything runs
+    # (imported here: the plan loads the engine and torch, which this module does not need)
+    from handssca.engine.plan import confirm_book
+    if not confirm_book(args.profile, args.yes, chapters):
+        return 2
     try:
         build(args.profile, chapters, Path(args.out) if args.out else None, params,
               student=args.student, reuse=args.reuse, keep_going=args.keep_going)
