@@ -146,6 +146,13 @@ CHAPTERS: Tuple[Tuple[str, Callable], ...] = (
 )
 
 
+def _notebook_dir() -> Path:
+    """The chapters beside this package (a source checkout), else in the project folder
+    (``HANDSSCA_HOME`` may name a folder for runs and data that holds no notebooks)."""
+    here = Path(__file__).resolve().parents[2] / "notebooks"
+    return here if here.is_dir() else repo_root() / "notebooks"
+
+
 def plan_rows(profile, notebooks: Optional[Path] = None,
               chapters: Optional[Sequence[str]] = None) -> List[Row]:
     """The plan's rows (no hours yet): per chapter and dataset, I, E, R and R_new; only the
@@ -155,7 +162,7 @@ def plan_rows(profile, notebooks: Optional[Path] = None,
     chapters reuse it (:func:`~.trainer.train` reuses a finished run of the same configuration,
     when the chapters are given the same data folder)."""
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
-    folder = Path(notebooks) if notebooks else repo_root() / "notebooks"
+    folder = Path(notebooks) if notebooks else _notebook_dir()
     seen = set()
     rows = []
     for chapter, runs_of in CHAPTERS:
