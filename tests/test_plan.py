@@ -261,3 +261,9 @@ def _make_book(*variables):
 def test_make_passes_yes_to_the_book_only_when_asked():
     assert _make_book("PROFILE=paper", "YES=1")[0].endswith("--profile paper --yes")
     assert _make_book("PROFILE=paper")[0].endswith("--profile paper")
+
+
+def test_a_bad_option_is_one_line_naming_it(capsys):
+    assert main(["plan", "--gpus", "0", "--images-per-second", "500"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--gpus" in err[0]

@@ -465,9 +465,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    """Print the plan (text or JSON)."""
-    plan = make_plan(args.profile, args.images_per_second, args.gpus, args.scaling_efficiency,
-                     args.eval_images_per_second, args.device, args.batch)
-    print(json.dumps(plan, indent=1) if args.json else render(plan), end="" if not args.json
-          else "\n")
+    """Print the plan (text or JSON); a bad option value is one line on stderr, status 2."""
+    try:
+        plan = make_plan(args.profile, args.images_per_second, args.gpus,
+                         args.scaling_efficiency, args.eval_images_per_second, args.device,
+                         args.batch)
+    except ValueError as exc:  # the message names the option and what it must be
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan, indent=1) if args.json else render(plan).rstrip("\n"))
     return 0
