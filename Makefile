@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# PROFILE=paper prints the plan (images, runs, hours) and asks above an hour; YES=1 builds
+# without asking (needed where nobody can answer)
 book: $(STAMP)
-	$(PY) -m handssca book --profile $(PROFILE)
+	$(PY) -m handssca book --profile $(PROFILE) $(if $(YES),--yes)
 
 # The book as one PDF, _build/book.pdf, printed by the Chromium the browser tests use (nothing is
 # downloaded). Chapters already executed with the same sources and parameters are reused.

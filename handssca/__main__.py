@@ -29,6 +29,7 @@ COMMANDS = {
     "evaluate": ("handssca.engine.cli_evaluate", "evaluate a checkpoint with the official protocol"),
     "predict": ("handssca.engine.cli_predict", "reconstruct hands from images"),
     "import": ("handssca.engine.cli_import", "released weights (the authors' HandS3C) as a run folder"),
+    "plan": ("handssca.engine.plan", "what a profile's book costs: images, runs, GPU hours"),
     "book": ("handssca.book", "execute the chapters and build the book"),
 }
 

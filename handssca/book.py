@@ -336,6 +336,10 @@ def stage_sources(root: Path, stage: Path, toc: dict) -> dict:
     if (stage / "book").exists():
         shutil.rmtree(stage / "book")
     shutil.copytree(root / "book", stage / "book")
+    # how_to_run.md includes the paper profile's plan, computed in this build (deferred import:
+    # the engine loads torch, which the runner does not need otherwise)
+    from handssca.engine.plan import write_page_plans
+    write_page_plans(stage / "book")
     (stage / "notebooks").mkdir(exist_ok=True)
     keep = chapter_notebooks(root, toc)
     for f in (stage / "notebooks").glob("*.ipynb"):
@@ -621,11 +625,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-going", action="store_true", help="run every chapter even after a failure")
     parser.add_argument("--pdf", action="store_true",
                         help="print the built book to <out>/book.pdf (after the HTML; Chromium)")
+    parser.add_argument("--yes", action="store_true",
+                        help="paper profile: build without asking, whatever the plan's hours")
 
 
 def run(args) -> int:
     params = {k: yaml.safe_load(v) for k, v in args.parameter}
     chapters = [c.strip() for c in args.chapters.split(",")] if args.chapters else None
+    # the paper profile's cost is printed, and above an hour confirmed, before anything runs
+    # (imported here: the plan loads the engine and torch, which this module does not need)
+    from handssca.engine.plan import confirm_book
+    if not confirm_book(args.profile, args.yes, chapters):
+        return 2
     try:
         build(args.profile, chapters, Path(args.out) if args.out else None, params,
               student=args.student, reuse=args.reuse, keep_going=args.keep_going)

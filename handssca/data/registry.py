@@ -24,6 +24,45 @@ def build_dataset(name: str, root, split: str, **kwargs):
 
 
 
+#: images in each split of the releases the loaders read, for planning a run before any data is
+#: at hand (a loader counts its own rows; these are the published figures). "train": the images
+#: one training epoch passes through the loader; "test": the official evaluation split; "estimate":
+#: the splits whose figure is derived, not published; "source": where a reader checks it
+#: (book/references.bib keys).
+SPLIT_SIZES = {
+    # 32,560 training samples, each released in four image versions; the loader trains on all
+    # four (freihand.VERSIONS), as HandOccNet-style loaders do (the authors' loader reads one)
+    "freihand": {"train": 32560 * 4, "test": 3960, "estimate": (),
+                 "source": "zimmermann2019freihand: 32,560 training samples x 4 image versions, "
+                           "3,960 evaluation images"},
+    # HO-3D v2, the version the paper reports (jiao2024handssca, Section 4.2, gives these counts)
+    "ho3d": {"train": 66034, "test": 11524, "estimate": (),
+             "source": "hampali2020honnotate (HO-3D v2): 66,034 training and 11,524 evaluation "
+                       "frames, as jiao2024handssca, Section 4.2"},
+    # the s0 setup (the paper's): every subject, four trials in five for training. The training
+    # count is the toolkit's s0 split with the frames that lack a hand label, which the loader
+    # leaves out: an upper bound. The test split (subjects 3-10, the fifth trial) has no published
+    # count here: 8/10 of the 582K frames outside the training split, an estimate.
+    "dexycb": {"train": 465504, "test": round((582_000 - 465504) * 8 / 10), "estimate": ("test",),
+               "source": "chao2021dexycb: 582K frames, s0 training split of 465,504 frames "
+                         "(an upper bound: frames without a hand label are left out); test "
+                         "estimated as 8/10 of the rest"},
+}
+
+
+def split_size(name: str, split: str) -> int:
+    """Images in the ``split`` ("train" or "test") of dataset ``name`` (:data:`SPLIT_SIZES`).
+
+    Raises:
+        ValueError: an unknown dataset or split, naming the known ones.
+    """
+    key = str(name).lower()
+    if key not in SPLIT_SIZES or split not in ("train", "test"):
+        raise ValueError(f"split_size: expected a dataset of {sorted(SPLIT_SIZES)} and a split "
+                         f"'train' or 'test', got {name!r}, {split!r}")
+    return int(SPLIT_SIZES[key][split])
+
+
 #: folder names a data root may hold each dataset under (data/README.md), first match wins
 FOLDER_NAMES = {
     "freihand": ("FreiHAND_pub_v2", "FreiHAND", "freihand"),
@@ -78,4 +117,4 @@ def dataset_source(style: str, data_root="", n: int = 16, seed: int = 0, synth_d
     return out, "synthetic"
 
 
-__all__ = ["DATASETS", "FOLDER_NAMES", "build_dataset", "find_dataset", "dataset_source"]
+__all__ = ["DATASETS", "FOLDER_NAMES", "SPLIT_SIZES", "split_size", "build_dataset", "find_dataset", "dataset_source"]
