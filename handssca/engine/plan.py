@@ -14,7 +14,7 @@ finished run of the same configuration. The plan lists, per chapter and dataset:
 - hours = images / (throughput x GPUs x scaling efficiency) / 3600.
 
 What each chapter trains is read from where the chapter reads it: the notebook's own literal
-assignments (``DATASET``, ``attention``, ``seed``, ``variants``), the profile's ``chapters``
+assignments (``attention``, ``seed``, ``variants``), the profile's ``chapters``
 section (ablation datasets and seeds, the receptive-field variants) and the ablation tables'
 variants (:data:`~.ablation.TABLE_VARIANTS`). Nothing here repeats a number of a profile.
 
@@ -83,7 +83,7 @@ class Throughput:
 # ------------------------------------------------------------------------- what chapters train
 def notebook_literals(path: Path) -> Dict[str, object]:
     """The literal values assigned at the top level of a notebook's code cells, first
-    assignment of each name (e.g. ``DATASET = "ho3d"``, ``seed = 0``, ``variants = [...]``).
+    assignment of each name (e.g. ``attention = "ssca"``, ``seed = 0``, ``variants = [...]``).
 
     Raises:
         FileNotFoundError: no such notebook (the plan reads the chapters of a repository).
@@ -115,9 +115,10 @@ def _seeds(prof: Profile) -> List[int]:
 
 
 def _one_run(nb: Path, prof: Profile) -> List[Tuple[str, List[str], List[int]]]:
-    """Chapters 05-07: the notebook's dataset, attention and seed (its parameters cell)."""
+    """Chapters 05-07: the dataset the chapter is named after (``NN_train_<dataset>``), the
+    attention and seed of its parameters cell."""
     lit = notebook_literals(nb)
-    return [(str(lit["DATASET"]), [str(lit["attention"])], [int(lit["seed"])])]
+    return [(nb.stem.split("_train_", 1)[1], [str(lit["attention"])], [int(lit["seed"])])]
 
 
 def _ablation(nb: Path, prof: Profile) -> List[Tuple[str, List[str], List[int]]]:
@@ -209,7 +210,7 @@ def cost(rows: Sequence[Row], throughput: Throughput, gpus: int = 1,
              "train_images": sum(r.train_images for r in rows),
              "eval_images": sum(r.eval_images for r in rows),
              "hours": sum(r.hours for r in rows),
-             # one run on one GPU (the engine trains a run on one device)
+             # one run on one GPU (runs side by side, one per GPU)
              "longest_run_hours": max([r.images_per_epoch * r.epochs
                                        / (throughput.train[r.input_size] * efficiency) / 3600.0
                                        for r in rows if r.new_runs] or [0.0])}
@@ -352,7 +353,7 @@ def render(plan: dict) -> str:
              "throughput per GPU:"] + [f"  {h}" for h in plan["throughput"]["how"]]
     lines.append(f"GPUs: {g}, scaling efficiency {eff:g} (" + (
         "one GPU" if g == 1 else
-        "assumed: independent runs, one per GPU" if eff == 1.0 else "given") + ")")
+        "assumed: linear" if eff == 1.0 else "given") + ")")
     # the chapter's number and the dataset name a row (the chapters: notebooks/NN_*.ipynb)
     lines += ["", f"{'chapter':<17}{'img/epoch':>10}{'epochs':>7}{'runs':>5}{'new':>4}"
                   f"{'train img':>13}{'eval img':>11}{'hours':>10}"]
@@ -368,8 +369,12 @@ def render(plan: dict) -> str:
               "runs: variants x seeds a chapter asks for; new: those no earlier",
               "chapter trained (a finished run of the same configuration is reused)."]
     if g > 1:
-        lines += [f"A run trains on one GPU: the longest, {t['longest_run_hours']:.1f} hours, "
-                  f"bounds", "the wall time from below whatever the number of GPUs."]
+        # two ways to use N GPUs, the same hours under linear scaling: runs side by side, one
+        # per GPU (then the longest run bounds the wall time), or each run data-parallel on
+        # all N through torchrun (README, "Training on several GPUs")
+        lines += [f"One run per GPU: the longest, {t['longest_run_hours']:.1f} hours on one GPU, "
+                  f"bounds", "the wall time from below; under torchrun each run is spread over "
+                  "the GPUs."]
     for d, which in plan["estimates"].items():
         lines.append(f"{d} {', '.join(which)} images: an estimate "
                      f"(handssca.data.registry.SPLIT_SIZES).")
