@@ -100,8 +100,26 @@ def _pyrender():
                            f"them, or import handssca.render first")
     if platform not in PLATFORMS:
         raise RuntimeError(f"{PLATFORM_ENV}={platform!r} is not a headless platform; use one of {PLATFORMS}")
+    _load_triton_first()
     import pyrender
     return pyrender
+
+
+def _load_triton_first() -> None:
+    """Import Triton, where it is installed, before the first OpenGL context.
+
+    Triton bundles its own LLVM; Mesa's software OpenGL (llvmpipe) loads the system's. When
+    Triton's native library is loaded after Mesa's (torch imports Triton lazily, e.g. when an
+    optimiser is built), the process dies with a segmentation fault; loaded first, both live
+    side by side. Deferred and optional: Triton is a GPU extra, absent on most CPU machines.
+    """
+    import importlib.util
+
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        try:
+            import triton  # noqa: F401  (loaded for its native library; see above)
+        except Exception:  # a broken Triton is the GPU path's concern, not the renderer's
+            pass
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -88,3 +88,31 @@ def test_bad_inputs_raise_clear_errors():
         render([], np.diag([100.0, 100.0, 1.0]), 64, 64)
     with pytest.raises(ValueError, match="opacity"):
         overlay_mesh(np.zeros((8, 8, 3), np.uint8), sq.vertices, sq.faces, np.diag([10.0, 10.0, 1.0]), opacity=2)
+
+
+def test_triton_installed_beside_mesa_does_not_crash_training_after_a_render():
+    """Triton's LLVM loaded after Mesa's software OpenGL killed the process (a segmentation
+    fault when torch first imported Triton, e.g. building Adam after the synthetic data were
+    rendered); the renderer loads Triton first. Run in a fresh process: the order of the
+    libraries is the point."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        if os.environ.get("HANDSSCA_REQUIRE_TRITON") == "1":
+            pytest.fail("HANDSSCA_REQUIRE_TRITON=1 but triton is not installed")
+        pytest.skip("triton is not installed: the crash needs it")
+    code = ("import numpy as np, torch\n"
+            "from handssca.render import MeshSpec, render\n"
+            "v = np.array([[-.1, -.1, 1], [.1, -.1, 1], [0, .1, 1]])\n"
+            "K = np.array([[100., 0, 32], [0, 100., 32], [0, 0, 1]])\n"
+            "r = render([MeshSpec(v, np.array([[0, 1, 2]]))], K, 64, 64)\n"
+            "assert r.seg.any()\n"
+            "torch.optim.Adam(torch.nn.Linear(2, 2).parameters())\n"
+            "print('trained after a render')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, (res.returncode, res.stderr[-2000:])
+    assert "trained after a render" in res.stdout
