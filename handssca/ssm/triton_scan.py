@@ -183,10 +183,13 @@ def _forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
     A = A.float().contiguous()
     Dv = (D if D is not None else A.new_zeros(4, d)).float().contiguous()
     bias = (delta_bias if delta_bias is not None else A.new_zeros(4, d)).float().contiguous()
-    grid = (b, 4, triton.cdiv(d, BLOCK_D))
+    # at most BLOCK_D channels a program, fewer when the plane has fewer (the channel branch of
+    # the paper's reading scans d = 1 channel: no idle lanes)
+    block = min(BLOCK_D, triton.next_power_of_2(d))
+    grid = (b, 4, triton.cdiv(d, block))
     kernel[grid](x, delta, A, B, C, Dv, bias, out, d, h, w,
                  *x.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
-                 N=n, BLOCK_N=triton.next_power_of_2(n), BLOCK=BLOCK_D,
+                 N=n, BLOCK_N=triton.next_power_of_2(n), BLOCK=block,
                  SOFTPLUS=bool(delta_softplus), HAS_D=D is not None,
                  HAS_BIAS=delta_bias is not None)
     return out.to(x.dtype)
