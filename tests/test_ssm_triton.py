@@ -58,12 +58,16 @@ def run_interpreted(body: str, **env) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-# The kernel against cross-scan + reference scan + merge (fp64), values and every gradient;
+# The kernels against cross-scan + reference scan + merge (fp64), values and every gradient
+# (the backward kernel across chunk boundaries);
 # one case with D, delta_bias, softplus and a state size that is no power of two, one with
 # strided inputs (a channels-last plane, permuted projections) and none of the optional terms;
 # one with a single channel (the channel branch of the paper's reading).
 KERNEL_CASES = """
+from handssca.ssm import triton_scan
 from handssca.ssm.triton_scan import cross_scan_composite, cross_scan_triton
+
+triton_scan.BWD_CHUNK = 5  # the backward's chunks: L = 12 = 5 + 5 + 2, L = 20 = 4 x 5
 
 def case(b, d, h, w, n, optional, strided):
     x = torch.randn(b, h, w, d).permute(0, 3, 1, 2) if strided else torch.randn(b, d, h, w)

@@ -494,7 +494,7 @@ def run(args) -> int:
               "the estimate at batch 32)")
         if TRITON in backends:
             print(f"  ({TRITON}: the fused kernel, cross-scan and merge included, beside its own "
-                  "memory floor; its backward recomputes with the chunked scan)")
+                  "memory floor)")
         for t in totals:
             print(f"  {t['backend']:8}{t['dtype']:10} fwd {t['fwd_ms']:.2f} ms "
                   f"(memory floor {t.get('memory_floor_fwd_ms', float('nan')):.2f}, H100 "

@@ -21,10 +21,21 @@ are therefore given in the plane's layout, one set per order, (batch, 4, ., H, W
 computed position by position (Eq. 1's selective B, C and Delta), so the SSCA block can compute
 them on the plane without ever building the orders.
 
-Backward: not a Triton kernel. :class:`CrossScanTriton`'s backward recomputes the same function
-with the package's pure-PyTorch chunked scan (cross-scan, scan, merge; its memory-bounded
-recomputing backward, :mod:`handssca.ssm.chunked_scan`) under autograd. It is exact, but pays
-the memory traffic this kernel saves in the forward; a reverse-scan kernel would remove it.
+Backward: a Triton kernel too, the adjoint recurrence run backwards per order and channel
+block (dy_t = dout[c, p(k, t)], the merge's gradient, read where the order visits):
+
+    g_t        = dy_t C_t + exp(delta_{t+1} A) g_{t+1}                   (adjoint of h_t, N)
+    dC_t      += sum_c dy_t h_t            dB_t += sum_c g_t delta_t x_t
+    ddelta_t   = sum_n g_t h_{t-1} exp(delta_t A) A + (g_t . B_t) x_t  (times sigmoid of the raw
+                                                                      delta with softplus)
+    dA        += g_t h_{t-1} exp(delta_t A) delta_t
+    dx[c, p]  += (g_t . B_t) delta_t + D dy_t       dD += dy_t x_t     dbias += ddelta_t
+
+It needs h_{t-1} and h_t in reverse order: a first pass keeps the state before every chunk of
+:data:`BWD_CHUNK` steps, then each chunk, from the last, is recomputed from its state into a
+scratch buffer and run backwards (memory: L / BWD_CHUNK + BWD_CHUNK states per program, not L).
+The gradients shared between programs (dx between orders, dB and dC between channel blocks, dA,
+dD and dbias between planes) are added atomically in fp32.
 
 Triton is imported on first use, never at import time: it is an optional dependency (the
 ``dev`` and ``cuda`` extras), it takes about a second to import, and in production it runs on
@@ -47,74 +58,30 @@ Tensor = torch.Tensor
 
 #: channels per Triton program (each program scans BLOCK_D channels of one order of one plane)
 BLOCK_D = 32
+#: steps per chunk of the backward: the state before each chunk is kept, a chunk's states are
+#: recomputed (scratch per program: L / BWD_CHUNK + BWD_CHUNK states of BLOCK_D x N)
+BWD_CHUNK = 64
 
 
 def triton_available() -> bool:
     """True when Triton can be imported (it is never imported by importing this module)."""
     try:
-        _kernel()
+        _kernels()
         return True
     except ImportError:
         return False
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel():
-    """The jitted forward kernel, built on first use (Triton is imported here: see the module
-    docstring for why it is deferred)."""
+def _kernels():
+    """(triton, forward kernel, backward kernel), imported on first use from
+    :mod:`handssca.ssm.triton_kernels` (Triton is imported there: see the module docstring for
+    why it is deferred)."""
     import triton
-    import triton.language as tl
 
-    @triton.jit
-    def cross_scan_fwd(
-            x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, out_ptr,
-            n_ch, H, W,
-            sx_b, sx_c, sx_h, sx_w,                # x (batch, d, H, W)
-            st_b, st_k, st_c, st_h, st_w,          # delta (batch, 4, d, H, W)
-            sb_b, sb_k, sb_n, sb_h, sb_w,          # B (batch, 4, N, H, W)
-            sc_b, sc_k, sc_n, sc_h, sc_w,          # C (batch, 4, N, H, W)
-            so_b, so_c, so_h, so_w,                # out (batch, d, H, W), fp32, zeroed
-            N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK: tl.constexpr,
-            SOFTPLUS: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-        b = tl.program_id(0)                   # plane
-        k = tl.program_id(1)                   # scan order, SCAN_ORDERS[k]
-        cs = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)  # channels (BLOCK,)
-        ns = tl.arange(0, BLOCK_N)             # state index (BLOCK_N,)
-        mc = cs < n_ch
-        mn = ns < N
-        m2 = mc[:, None] & mn[None, :]
-        # A (4, d, N) contiguous; padded state entries get A = 0 and B = 0, so they stay 0
-        A = tl.load(a_ptr + (k * n_ch + cs)[:, None] * N + ns[None, :], mask=m2, other=0.0)
-        Dk = tl.zeros((BLOCK,), tl.float32)
-        if HAS_D:
-            Dk = tl.load(d_ptr + k * n_ch + cs, mask=mc, other=0.0)
-        bias = tl.zeros((BLOCK,), tl.float32)
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + k * n_ch + cs, mask=mc, other=0.0)
-        col = k % 2                            # 0: row-major, 1: column-major
-        rev = k // 2                           # 1: reversed
-        L = H * W
-        h = tl.zeros((BLOCK, BLOCK_N), tl.float32)  # h_0 = 0, (BLOCK, N)
-        for t in range(0, L):
-            s = t + rev * (L - 1 - 2 * t)      # position along the (unreversed) order
-            i = (1 - col) * (s // W) + col * (s % H)
-            j = (1 - col) * (s % W) + col * (s // H)
-            x = tl.load(x_ptr + b * sx_b + cs * sx_c + i * sx_h + j * sx_w,
-                        mask=mc, other=0.0).to(tl.float32)                      # (BLOCK,)
-            dt = tl.load(dt_ptr + b * st_b + k * st_k + cs * st_c + i * st_h + j * st_w,
-                         mask=mc, other=0.0).to(tl.float32) + bias              # (BLOCK,)
-            if SOFTPLUS:  # torch's softplus: linear above 20
-                dt = tl.where(dt > 20.0, dt, tl.log(1.0 + tl.exp(dt)))
-            Bt = tl.load(b_ptr + b * sb_b + k * sb_k + ns * sb_n + i * sb_h + j * sb_w,
-                         mask=mn, other=0.0).to(tl.float32)                     # (BLOCK_N,)
-            Ct = tl.load(c_ptr + b * sc_b + k * sc_k + ns * sc_n + i * sc_h + j * sc_w,
-                         mask=mn, other=0.0).to(tl.float32)                     # (BLOCK_N,)
-            h = tl.exp(dt[:, None] * A) * h + (dt * x)[:, None] * Bt[None, :]  # Eq. 2-3
-            y = tl.sum(h * Ct[None, :], axis=1) + Dk * x                       # Eq. 1
-            # the merge: the four orders add into the same plane position
-            tl.atomic_add(out_ptr + b * so_b + cs * so_c + i * so_h + j * so_w, y, mask=mc)
+    from . import triton_kernels
 
-    return triton, cross_scan_fwd
+    return triton, triton_kernels.cross_scan_fwd, triton_kernels.cross_scan_bwd
 
 
 def _check(x, delta, A, B, C, D, delta_bias) -> None:
@@ -150,12 +117,12 @@ def order_sequences(t: Tensor) -> Tensor:
 
 
 def cross_scan_composite(x, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True,
-                         backend: Optional[str] = "chunked") -> Tensor:
+                         backend: Optional[str] = "reference") -> Tensor:
     """The function the kernel computes, as cross-scan, selective scan and merge in PyTorch.
 
     Arguments as :func:`cross_scan_triton`; ``backend`` is the scan backend
-    (:func:`handssca.ssm.selective_scan`). Returns (batch, d, H, W) in x's dtype. The test oracle
-    (with ``backend="reference"``) and the kernel's backward (``"chunked"``).
+    (:func:`handssca.ssm.selective_scan`). Returns (batch, d, H, W) in x's dtype. The kernels'
+    test oracle (with ``backend="reference"``).
     """
     from .scan import selective_scan  # scan imports this module for its dispatch
 
@@ -171,33 +138,63 @@ def cross_scan_composite(x, delta, A, B, C, D=None, delta_bias=None, delta_softp
     return cross_merge(y.reshape(b, 4, d, L), h, w).reshape(b, d, h, w).to(x.dtype)
 
 
-def _forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
-    """Launch the kernel: one program per (plane, order, BLOCK_D channels)."""
-    triton, kernel = _kernel()
-    b, d, h, w = x.shape
-    n = A.shape[2]
-    # fp32 accumulation of the four orders (atomic adds), then x's dtype; the four additions
-    # into one position come in any order, so results may differ in the last bit between runs.
-    # The output keeps x's memory layout (a channels-last x gives a channels-last output).
-    out = torch.zeros_like(x, dtype=torch.float32)
+def _params(x, A, D, delta_bias):
+    """The kernels' small inputs: A (4, d, N), D and delta_bias (4, d) as contiguous fp32
+    (zeros for a missing D or bias), the channels per program and the padded state size."""
+    triton = _kernels()[0]
+    d = x.shape[1]
     A = A.float().contiguous()
     Dv = (D if D is not None else A.new_zeros(4, d)).float().contiguous()
     bias = (delta_bias if delta_bias is not None else A.new_zeros(4, d)).float().contiguous()
     # at most BLOCK_D channels a program, fewer when the plane has fewer (the channel branch of
     # the paper's reading scans d = 1 channel: no idle lanes)
     block = min(BLOCK_D, triton.next_power_of_2(d))
-    grid = (b, 4, triton.cdiv(d, block))
-    kernel[grid](x, delta, A, B, C, Dv, bias, out, d, h, w,
-                 *x.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
-                 N=n, BLOCK_N=triton.next_power_of_2(n), BLOCK=block,
-                 SOFTPLUS=bool(delta_softplus), HAS_D=D is not None,
-                 HAS_BIAS=delta_bias is not None)
+    return A, Dv, bias, block, triton.next_power_of_2(A.shape[2])
+
+
+def _forward(x, delta, A, B, C, D, delta_bias, delta_softplus) -> Tensor:
+    """Launch the forward kernel: one program per (plane, order, channel block)."""
+    triton, kernel, _ = _kernels()
+    b, d = x.shape[:2]
+    A, Dv, bias, block, bn = _params(x, A, D, delta_bias)
+    # fp32 accumulation of the four orders (atomic adds), then x's dtype; the four additions
+    # into one position come in any order, so results may differ in the last bit between runs.
+    # The output keeps x's memory layout (a channels-last x gives a channels-last output).
+    out = torch.zeros_like(x, dtype=torch.float32)
+    kernel[(b, 4, triton.cdiv(d, block))](
+        x, delta, A, B, C, Dv, bias, out, d, x.shape[2], x.shape[3],
+        *x.stride(), *delta.stride(), *B.stride(), *C.stride(), *out.stride(),
+        N=A.shape[2], BLOCK_N=bn, BLOCK=block, SOFTPLUS=bool(delta_softplus))
     return out.to(x.dtype)
 
 
+def _backward(saved, gout, delta_softplus) -> tuple:
+    """Launch the backward kernel; the gradients of (x, delta, A, B, C, D, delta_bias), each in
+    its input's dtype (None for a missing D or bias)."""
+    x, delta, A0, B, C, D, delta_bias = saved
+    triton, _, kernel = _kernels()
+    b, d, h, w = x.shape
+    n, L = A0.shape[2], h * w
+    A, Dv, bias, block, bn = _params(x, A0, D, delta_bias)
+    programs = b * 4 * triton.cdiv(d, block)
+    chunk = min(BWD_CHUNK, L)
+    f32 = dict(device=x.device, dtype=torch.float32)
+    dx, ddt = torch.zeros(b, d, h, w, **f32), torch.zeros(b, 4, d, h, w, **f32)
+    dB, dC = torch.zeros(b, 4, n, h, w, **f32), torch.zeros(b, 4, n, h, w, **f32)
+    dA, dD, dbias = torch.zeros(4, d, n, **f32), torch.zeros(4, d, **f32), torch.zeros(4, d, **f32)
+    ck = torch.empty(programs, triton.cdiv(L, chunk), block, bn, **f32)  # states before chunks
+    wk = torch.empty(programs, chunk, block, bn, **f32)                  # one chunk's states
+    kernel[(b, 4, triton.cdiv(d, block))](
+        x, delta, A, B, C, Dv, bias, gout, dx, ddt, dA, dB, dC, dD, dbias, ck, wk, d, h, w,
+        *x.stride(), *delta.stride(), *B.stride(), *C.stride(), *gout.stride(),
+        N=n, BLOCK_N=bn, BLOCK=block, CHUNK=chunk, SOFTPLUS=bool(delta_softplus))
+    return (dx.to(x.dtype), ddt.to(delta.dtype), dA.to(A0.dtype), dB.to(B.dtype),
+            dC.to(C.dtype), None if D is None else dD.to(D.dtype),
+            None if delta_bias is None else dbias.to(delta_bias.dtype))
+
+
 class CrossScanTriton(torch.autograd.Function):
-    """Forward: the Triton kernel. Backward: autograd through :func:`cross_scan_composite` with
-    the chunked scan (recomputation; see the module docstring)."""
+    """Forward and backward: the Triton kernels (see the module docstring)."""
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, D, delta_bias, delta_softplus):
@@ -207,16 +204,8 @@ class CrossScanTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout):
-        saved = ctx.saved_tensors
-        inputs = [None if t is None else t.detach().requires_grad_(need)
-                  for t, need in zip(saved, ctx.needs_input_grad)]
-        with torch.enable_grad():
-            out = cross_scan_composite(*inputs, delta_softplus=ctx.delta_softplus,
-                                       backend="chunked")
-        wanted = [t for t in inputs if t is not None and t.requires_grad]
-        grads = iter(torch.autograd.grad(out, wanted, gout)) if wanted else iter(())
-        return (*[next(grads) if t is not None and t.requires_grad else None for t in inputs],
-                None)
+        grads = _backward(ctx.saved_tensors, gout, ctx.delta_softplus)
+        return (*[g if need else None for g, need in zip(grads, ctx.needs_input_grad)], None)
 
 
 def cross_scan_triton(x, delta, A, B, C, D=None, delta_bias=None,
@@ -233,8 +222,10 @@ def cross_scan_triton(x, delta, A, B, C, D=None, delta_bias=None,
         delta_softplus: apply softplus to delta (+ bias), as the SSCA block does.
 
     Returns:
-        (batch, d, H, W) in x's dtype and memory layout: the sum over the four orders of each order's scan output,
-        at the plane position it came from; the same as :func:`cross_scan_composite`.
+        (batch, d, H, W) in x's dtype and memory layout: the sum over the four orders of each
+        order's scan output at the plane position it came from; the same as
+        :func:`cross_scan_composite`. Differentiable: the backward is the Triton kernel of the
+        adjoint recurrence (module docstring).
     """
     _check(x, delta, A, B, C, D, delta_bias)
     return CrossScanTriton.apply(x, delta, A, B, C, D, delta_bias, delta_softplus)
