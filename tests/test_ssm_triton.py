@@ -215,3 +215,21 @@ def test_bench_gpu_times_the_kernel_beside_the_scans():
     # the fused kernel reads one plane instead of four orders and writes one merged plane
     assert fused["fwd_bytes"] < chunked["fwd_bytes"]
     assert fused["fwd_bwd_bytes"] < chunked["fwd_bwd_bytes"]
+
+
+def test_triton_is_never_imported_unless_the_kernel_is_used():
+    require_triton()  # installed, so that its absence from sys.modules means something
+    code = textwrap.dedent("""
+        import os, sys
+        os.environ["HANDSSCA_TRITON_SCAN"] = "1"
+        import torch
+        import handssca.ssm, handssca.models, handssca.bench.gpu
+        from handssca.models.ssca import CrossScanS6
+        m = CrossScanS6(4, d_state=4, dt_rank=2)
+        m.scan_plane(torch.randn(1, 3, 3, 4))  # CPU tensors: the package's own scan
+        assert "triton" not in sys.modules, "triton was imported"
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
