@@ -131,7 +131,9 @@ class CrossScanS6(nn.Module):
     by copying whole d-vectors, the projections of the four orders are computed together (one
     batched product with dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj
     product and one batched dt_proj), and no transposed copy of a sequence is made (with other
-    backends it goes through :meth:`forward`). Both give the same numbers up to rounding.
+    backends it goes through :meth:`forward`). Both give the same numbers up to rounding. With
+    ``HANDSSCA_TRITON_SCAN=1`` on CUDA it calls the fused Triton kernel instead, which reads the
+    orders from the plane and writes their merge (:func:`handssca.ssm.cross_scan_kernel`).
 
     Per order k: x_proj (d -> dt_rank + 2N, no bias), dt_proj (dt_rank -> d, its bias is the
     scan's delta_bias), A_log (d, N), D (d). Stored stacked as ``x_proj_weight`` (4, R+2N, d),

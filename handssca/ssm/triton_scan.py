@@ -53,6 +53,7 @@ from typing import Optional
 import torch
 
 from .cross_scan import cross_merge
+from .scan import selective_scan
 
 Tensor = torch.Tensor
 
@@ -124,8 +125,6 @@ def cross_scan_composite(x, delta, A, B, C, D=None, delta_bias=None, delta_softp
     (:func:`handssca.ssm.selective_scan`). Returns (batch, d, H, W) in x's dtype. The kernels'
     test oracle (with ``backend="reference"``).
     """
-    from .scan import selective_scan  # scan imports this module for its dispatch
-
     b, d, h, w = x.shape
     n, L = A.shape[2], h * w
     xs = order_sequences(x.unsqueeze(1).expand(b, 4, d, h, w))           # (batch, 4, d, L)
