@@ -94,8 +94,27 @@ def case(b, d, h, w, n, optional, strided):
     return {"errors": err, "dtype": str(y.dtype), "shape": list(y.shape),
             "channels_last": y.stride(1) == 1}
 
+def bf16_case(b=1, d=4, h=3, w=4, n=4):
+    # bf16 features and projections, fp32 A, D and bias (as the SSCA block under autocast)
+    ins = [torch.randn(b, d, h, w), 0.5 * torch.randn(b, 4, d, h, w), -torch.rand(4, d, n) - 0.5,
+           torch.randn(b, 4, n, h, w), torch.randn(b, 4, n, h, w), torch.randn(4, d),
+           0.3 * torch.randn(4, d)]
+    mine = [(t.bfloat16() if i in (0, 1, 3, 4) else t).requires_grad_(True)
+            for i, t in enumerate(ins)]
+    ref = [t.detach().double().requires_grad_(True) for t in mine]
+    y = cross_scan_triton(*mine)
+    y_ref = cross_scan_composite(*ref, backend="reference")
+    g = torch.randn(b, d, h, w)
+    y.backward(g.bfloat16())
+    y_ref.backward(g.bfloat16().double())
+    rel = lambda a, r: ((a.double() - r).abs().max() / r.abs().max().clamp(min=1.0)).item()
+    err = {"out": rel(y, y_ref)}
+    for name, a, r in zip("x delta A B C D bias".split(), mine, ref):
+        err["grad_" + name] = rel(a.grad, r.grad)
+    return {"errors": err, "dtypes": [str(t.dtype) for t in [y] + [a.grad for a in mine]]}
+
 out = {"full": case(2, 5, 3, 4, 6, True, False), "strided": case(1, 4, 5, 4, 4, False, True),
-       "one_channel": case(1, 1, 4, 3, 4, True, False)}
+       "one_channel": case(1, 1, 4, 3, 4, True, False), "bf16": bf16_case()}
 print(json.dumps(out))
 """
 
@@ -111,6 +130,13 @@ def test_kernel_matches_cross_scan_reference_scan_and_merge():
         expected = {"out", "grad_x", "grad_delta", "grad_A", "grad_B", "grad_C"}
         assert expected <= set(errs), errs
         assert max(errs.values()) < TOL, (case, errs)
+    # bf16 inputs: fp32 inside, the output and the gradients rounded to their inputs' bf16
+    # (half a unit in the last place of bf16's 8-bit significand: at most 2^-8 of the value,
+    # plus the fp32 bound); fp32 parameters keep fp32 gradients
+    bf16 = res["bf16"]
+    assert bf16["dtypes"] == ["torch.bfloat16"] * 3 + ["torch.float32"] + [
+        "torch.bfloat16"] * 2 + ["torch.float32"] * 2, bf16["dtypes"]
+    assert max(bf16["errors"].values()) < 2 ** -8 + TOL, bf16["errors"]
 
 
 # The SSCA block's four-order scan through the dispatch: with the flag, scan_plane calls the
