@@ -96,3 +96,23 @@ def test_scan_timings_floors_and_profile_on_the_cpu():
     parts = gpu.part_times(model, data["image"], dev, repeats=1)
     assert set(parts) == {"backbone", "attention", "mano_head"} and all(
         v >= 0 for v in parts.values())
+
+
+def test_fused_kernel_inputs_are_views_and_its_floor_counts_one_plane():
+    from handssca.bench import scan as bs
+
+    inp = bs.make_inputs(2, 4 * 3, 20, 4, torch.device("cpu"), torch.float32, False)
+    p = gpu.plane_inputs(inp, (3, 4, 5))
+    assert p["x"].shape == (2, 3, 4, 5) and p["delta"].shape == (2, 4, 3, 4, 5)
+    assert p["A"].shape == (4, 3, bs.N_STATE) and p["B"].shape == (2, 4, bs.N_STATE, 4, 5)
+    assert p["D"].shape == p["delta_bias"].shape == (4, 3)
+    for name in ("delta", "A", "B", "C", "D", "delta_bias"):
+        assert p[name].data_ptr() == inp["u" if name == "x" else name].data_ptr(), name
+    assert torch.equal(p["x"][1, 2, 3], inp["u"][1, 2, 15:20])  # order 0's u, row-major
+    table = {"spatial": (8, 16, 4)}
+    for backward in (False, True):
+        split = gpu.scan_bytes("spatial", 2, torch.float32, backward, table)
+        fused = gpu.scan_bytes("spatial", 2, torch.float32, backward, table, fused=True)
+        # u, y (and dy, du) shrink from 4 orders to one plane of 2 x 2 x 16 elements
+        shrink = (2 if not backward else 5) * 3 * 2 * 2 * 16 * 4
+        assert split - fused == shrink, (backward, split, fused)

@@ -4,11 +4,17 @@
    ``bench scan``: spatial 4 x 512 channels, L = 1024; channel 4 x 32 channels, L = 16384;
    N = 16) at batch 32, forward (under ``torch.no_grad``) and forward+backward (every input's
    gradient), for fp32 and bf16 inputs, with each backend that runs: mamba-ssm's CUDA kernel
-   (``mamba``, when it is installed) and the package's pure-PyTorch scan (``chunked``). Beside
+   (``mamba``, when it is installed), the package's pure-PyTorch scan (``chunked``) and the
+   package's fused Triton cross-scan kernel (``triton``, when Triton is installed,
+   :mod:`handssca.ssm.triton_scan`; it is timed whatever ``HANDSSCA_TRITON_SCAN`` says). The
+   ``triton`` rows do more than the others: each scan's four orders are read from one plane
+   (:data:`PLANES`) and merged back, the cross-scan and merge the other rows leave out. Beside
    them, the physical floor of both scans together: the issue's estimate for an H100 (bf16
    0.5 ms forward, 1.3 ms forward+backward; fp32 0.63 / 1.7 ms) and the memory-traffic bound
-   of this GPU, the bytes a scan must read and write (:func:`scan_bytes`) over the bandwidth of
-   a device-to-device copy measured here (:func:`copy_bandwidth`).
+   of this GPU, the bytes a scan must read and write (:func:`scan_bytes`; for ``triton`` the
+   fused kernel's own, smaller, bytes: one plane read instead of four orders, one merged plane
+   written) over the bandwidth of a device-to-device copy measured here
+   (:func:`copy_bandwidth`).
 2. **Training throughput** of the whole network (Fig. 2) at batch 32, 256 x 256: images per
    second of whole training steps (forward, the loss of Eq. 4, backward, an Adam step) for each
    attention variant (Table 6: none, self_attention, ssa, ssca) and each setting of
@@ -42,6 +48,12 @@ from . import hardware_info, interleaved_times, sync, write_json_atomic
 #: H100, ms: (forward, forward+backward) per input dtype
 H100_FLOOR_MS = {"bfloat16": (0.5, 1.3), "float32": (0.63, 1.7)}
 
+#: the fused cross-scan kernel's name among the scan backends of this benchmark
+TRITON = "triton"
+#: each shape of ``bench scan`` as the plane the fused kernel scans: (d, H, W) with 4 d = D and
+#: H W = L (spatial: 512 channels over 32 x 32; channel: W = 32 channels over the 512 x 32 plane)
+PLANES = {"spatial": (512, 32, 32), "channel": (32, 512, 32)}
+
 #: training settings: autocast, channels-last memory, torch.compile (cumulative, as the engine
 #: applies them on a GPU)
 SETTINGS = {
@@ -73,7 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=32, help="batch size of scans and training (32)")
     p.add_argument("--input-size", type=int, default=256, help="input side S (256)")
     p.add_argument("--scan-backends", default=None,
-                   help="comma-separated scan backends (default: mamba when installed, chunked)")
+                   help="comma-separated scan backends (default: mamba and triton when "
+                        "installed, chunked)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="scan input dtypes")
     p.add_argument("--attention", default=",".join(ATTENTIONS),
                    help="comma-separated attention variants to train")
@@ -105,7 +118,7 @@ def versions() -> dict:
 
 
 def scan_bytes(shape: str, batch: int, dtype: torch.dtype, backward: bool,
-               shapes: Optional[dict] = None) -> int:
+               shapes: Optional[dict] = None, fused: bool = False) -> int:
     """Bytes one scan call must move at least, in the input dtype: u, Delta (batch, D, L), B, C
     (batch, G, N, L) read and y written; with the backward also u, Delta, B, C and dy read again
     and their four gradients written (the small A, D and the bias are left out).
@@ -114,16 +127,58 @@ def scan_bytes(shape: str, batch: int, dtype: torch.dtype, backward: bool,
         shape: "spatial" or "channel" (:data:`handssca.bench.scan.SHAPES`, or ``shapes``).
         batch, dtype: the inputs' batch size and dtype.
         backward: forward+backward instead of the forward alone.
+        fused: the fused cross-scan kernel's bytes: u, y, dy and du are one plane, (batch,
+            D / G, L), instead of the G orders (the orders share the plane; the merge sums them).
     """
     from .scan import N_STATE, SHAPES
 
     d, l, g = (shapes or SHAPES)[shape]
-    x = batch * d * l          # u, Delta, y, dy and their gradients
+    x = batch * d * l             # Delta and its gradient
+    u = x // g if fused else x    # u, y, dy and du
     bc = batch * g * N_STATE * l  # B, C and their gradients
-    elems = 3 * x + 2 * bc
+    elems = 2 * u + x + 2 * bc
     if backward:
-        elems += (3 * x + 2 * bc) + (2 * x + 2 * bc)
+        elems += (2 * u + x + 2 * bc) + (u + x + 2 * bc)
     return elems * torch.tensor([], dtype=dtype).element_size()
+
+
+def plane_inputs(inp: dict, plane: Sequence[int]) -> dict:
+    """``bench scan``'s inputs (mamba-ssm's layout: u, delta (batch, 4d, L), A (4d, N), B, C
+    (batch, 4, N, L), D, delta_bias (4d,)) as the fused kernel's
+    (:func:`handssca.ssm.triton_scan.cross_scan_triton`), all views: x (batch, d, H, W) is the
+    first order's u (the four orders read one plane), delta (batch, 4, d, H, W), A (4, d, N),
+    B, C (batch, 4, N, H, W), D, delta_bias (4, d); ``plane`` is (d, H, W)."""
+    d, h, w = plane
+    b, n = inp["u"].shape[0], inp["A"].shape[1]
+    return dict(x=inp["u"][:, :d].reshape(b, d, h, w),
+                delta=inp["delta"].reshape(b, 4, d, h, w), A=inp["A"].reshape(4, d, n),
+                B=inp["B"].reshape(b, 4, n, h, w), C=inp["C"].reshape(b, 4, n, h, w),
+                D=inp["D"].reshape(4, d), delta_bias=inp["delta_bias"].reshape(4, d))
+
+
+def _scan_call(backend: str, inp: dict, plane: Sequence[int]):
+    """One call of ``backend`` on ``inp`` (``bench scan``'s), or of the fused kernel on its plane
+    views (Triton imported here: optional, and only where it is timed)."""
+    if backend != TRITON:
+        from .scan import _call
+
+        return _call(backend, inp)
+    from ..ssm.triton_scan import cross_scan_triton
+
+    return cross_scan_triton(**plane_inputs(inp, plane), delta_softplus=True)
+
+
+def _scan_forward(backend: str, inp: dict, plane: Sequence[int]):
+    with torch.no_grad():
+        return _scan_call(backend, inp, plane)
+
+
+def _scan_forward_backward(backend: str, inp: dict, gy: torch.Tensor, plane: Sequence[int]):
+    for v in inp.values():
+        v.grad = None
+    y = _scan_call(backend, inp, plane)
+    # the fused kernel's output is one plane: the first order's share of gy, in its shape
+    y.backward(gy if backend != TRITON else gy[:, :plane[0]].reshape(y.shape))
 
 
 def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 10) -> float:
@@ -146,16 +201,21 @@ def copy_bandwidth(device: torch.device, nbytes: int = 1 << 30, repeats: int = 1
 # ------------------------------------------------------------------------------------ scans
 def time_scans(backends: Sequence[str], shapes: Sequence[str], batch: int,
                dtypes: Sequence[str], device: torch.device, repeats: int = 20, warmup: int = 3,
-               shape_table: Optional[dict] = None) -> List[dict]:
+               shape_table: Optional[dict] = None,
+               plane_table: Optional[dict] = None) -> List[dict]:
     """Forward and forward+backward times of each scan backend, shape and dtype.
 
     The backends of one shape and dtype are timed in interleaved rounds (``bench scan``'s
-    method). Returns one row per (shape, dtype, backend) with ``fwd_ms``, ``fwd_bwd_ms``
-    (medians), their minimums, and the bytes of :func:`scan_bytes`.
+    method); ``triton`` (:data:`TRITON`) is the fused cross-scan kernel on the plane of
+    ``plane_table`` (default :data:`PLANES`). Returns one row per (shape, dtype, backend) with
+    ``fwd_ms``, ``fwd_bwd_ms`` (medians), their minimums, the bytes of :func:`scan_bytes` (the
+    fused kernel's own for ``triton``) and ``cross_scan_merge`` (whether the cross-scan and the
+    merge are included: only for ``triton``).
     """
     from . import scan as bs
 
     table = shape_table or bs.SHAPES
+    planes = plane_table or PLANES
     rows = []
     for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
@@ -165,8 +225,9 @@ def time_scans(backends: Sequence[str], shapes: Sequence[str], batch: int,
             inp_g = bs.make_inputs(batch, d, l, g, device, dtype, requires_grad=True)
             gy = torch.randn(batch, d, l, generator=torch.Generator().manual_seed(1)).to(
                 device, dtype)
-            fwd = {b: (lambda b=b: bs._forward(b, inp)) for b in backends}
-            fb = {b: (lambda b=b: bs._forward_backward(b, inp_g, gy)) for b in backends}
+            plane = planes[shape]
+            fwd = {b: (lambda b=b: _scan_forward(b, inp, plane)) for b in backends}
+            fb = {b: (lambda b=b: _scan_forward_backward(b, inp_g, gy, plane)) for b in backends}
             reps = {b: repeats for b in backends}
             t_fwd = interleaved_times(fwd, reps, warmup, device)
             t_fb = interleaved_times(fb, reps, warmup, device)
@@ -176,8 +237,9 @@ def time_scans(backends: Sequence[str], shapes: Sequence[str], batch: int,
                     backend=b, fwd_ms=1e3 * statistics.median(t_fwd[b]),
                     fwd_bwd_ms=1e3 * statistics.median(t_fb[b]), fwd_min_ms=1e3 * min(t_fwd[b]),
                     fwd_bwd_min_ms=1e3 * min(t_fb[b]), repeats=repeats,
-                    fwd_bytes=scan_bytes(shape, batch, dtype, False, table),
-                    fwd_bwd_bytes=scan_bytes(shape, batch, dtype, True, table)))
+                    fwd_bytes=scan_bytes(shape, batch, dtype, False, table, b == TRITON),
+                    fwd_bwd_bytes=scan_bytes(shape, batch, dtype, True, table, b == TRITON),
+                    cross_scan_merge=b == TRITON))
             del inp, inp_g, gy, fwd, fb
     return rows
 
@@ -385,6 +447,7 @@ def run(args) -> int:
     from ..hand import load_hand_model
     from ..models import build_model
     from ..ssm import available_backends
+    from ..ssm.triton_scan import triton_available
 
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
@@ -401,14 +464,16 @@ def run(args) -> int:
     vers = versions()
     print(f"bench gpu on {hw.get('gpu')}: torch {vers['torch']} (CUDA {vers['cuda']}, cuDNN "
           f"{vers['cudnn']}), mamba-ssm {vers['mamba_ssm'] or 'not installed'}, "
+          f"Triton {vers['triton'] or 'not installed'}, "
           f"batch {args.batch}, input {args.input_size}")
     payload = {"benchmark": "gpu", "batch": args.batch, "input_size": args.input_size,
                "quick": bool(args.quick), "hardware": hw, "versions": vers,
                "device": torch.cuda.get_device_name(0), "commit": git_commit()}
 
     if not args.skip_scans:
-        usable = available_backends(device)
-        backends = _csv(args.scan_backends) if args.scan_backends else ["mamba", "chunked"]
+        usable = available_backends(device) + ([TRITON] if triton_available() else [])
+        backends = (_csv(args.scan_backends) if args.scan_backends
+                    else ["mamba", TRITON, "chunked"])
         missing = [b for b in backends if b not in usable]
         backends = [b for b in backends if b in usable]
         bw = copy_bandwidth(device)
@@ -426,7 +491,10 @@ def run(args) -> int:
             print(f"{r['shape']:9}{r['dtype']:10}{r['backend']:9}{r['fwd_ms']:>9.2f}"
                   f"{r['fwd_bwd_ms']:>12.2f}")
         print("both scans together, beside the floors (memory: bytes / copy bandwidth; H100: "
-              "the issue's estimate at batch 32)")
+              "the estimate at batch 32)")
+        if TRITON in backends:
+            print(f"  ({TRITON}: the fused kernel, cross-scan and merge included, beside its own "
+                  "memory floor)")
         for t in totals:
             print(f"  {t['backend']:8}{t['dtype']:10} fwd {t['fwd_ms']:.2f} ms "
                   f"(memory floor {t.get('memory_floor_fwd_ms', float('nan')):.2f}, H100 "

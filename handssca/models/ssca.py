@@ -43,8 +43,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ssm import (cross_merge, cross_merge_planes, cross_scan, cross_scan_planes,
-                   grouped_scan, selective_scan)
+from ..ssm import (cross_merge, cross_merge_planes, cross_scan, cross_scan_kernel,
+                   cross_scan_planes, grouped_scan, selective_scan)
 
 Tensor = torch.Tensor
 
@@ -131,7 +131,9 @@ class CrossScanS6(nn.Module):
     by copying whole d-vectors, the projections of the four orders are computed together (one
     batched product with dt_proj folded into x_proj when d <= 2 dt_rank, else one wide x_proj
     product and one batched dt_proj), and no transposed copy of a sequence is made (with other
-    backends it goes through :meth:`forward`). Both give the same numbers up to rounding.
+    backends it goes through :meth:`forward`). Both give the same numbers up to rounding. With
+    ``HANDSSCA_TRITON_SCAN=1`` on CUDA it calls the fused Triton kernel instead, which reads the
+    orders from the plane and writes their merge (:func:`handssca.ssm.cross_scan_kernel`).
 
     Per order k: x_proj (d -> dt_rank + 2N, no bias), dt_proj (dt_rank -> d, its bias is the
     scan's delta_bias), A_log (d, N), D (d). Stored stacked as ``x_proj_weight`` (4, R+2N, d),
@@ -190,6 +192,9 @@ class CrossScanS6(nn.Module):
         if d != self.d:
             raise ValueError(f"expected {self.d} SSM channels last, got input of shape "
                              f"{tuple(x.shape)}")
+        kernel = cross_scan_kernel(self.scan_backend, x.device)  # HANDSSCA_TRITON_SCAN=1
+        if kernel is not None:
+            return self._scan_plane_kernel(x, kernel)
         scan = grouped_scan(self.scan_backend, x.device)
         if scan is None:  # a backend in mamba-ssm's layout only
             return self.forward(x.permute(0, 3, 1, 2)).view(b, d, p, q).permute(0, 2, 3, 1)
@@ -220,6 +225,22 @@ class CrossScanS6(nn.Module):
             Cs.view(K, b, L, N), _at_least_fp32(self.D).view(K, d),
             delta_bias=_at_least_fp32(self.dt_proj_bias), delta_softplus=True)
         return cross_merge_planes(y.to(x.dtype), p, q)
+
+    def _scan_plane_kernel(self, x: Tensor, kernel) -> Tensor:
+        """:meth:`scan_plane` with the fused cross-scan kernel
+        (:func:`handssca.ssm.cross_scan_kernel`): the projections of the four orders are computed
+        on the plane in its own order (they are position-wise), and the kernel reads the orders
+        and writes their merge itself. x (B, P, Q, d) -> (B, P, Q, d)."""
+        b, p, q, d = x.shape
+        R, N = self.dt_rank, self.d_state
+        x_dbl = x.reshape(b * p * q, d) @ self.x_proj_weight.reshape(K * (R + 2 * N), d).t()
+        dts, Bs, Cs = torch.split(x_dbl.view(b, p, q, K, R + 2 * N), [R, N, N], dim=4)
+        dts = torch.einsum("bpqkr,kdr->bkdpq", dts, self.dt_proj_weight)  # (B, 4, d, P, Q)
+        A = -torch.exp(_at_least_fp32(self.A_log)).view(K, d, N)
+        y = kernel(x.permute(0, 3, 1, 2), dts, A, Bs.permute(0, 3, 4, 1, 2),
+                   Cs.permute(0, 3, 4, 1, 2), _at_least_fp32(self.D).view(K, d),
+                   _at_least_fp32(self.dt_proj_bias), delta_softplus=True)
+        return y.permute(0, 2, 3, 1)  # (B, P, Q, d), a view of the kernel's output
 
 
 class SpatialSelect(nn.Module):

@@ -24,9 +24,12 @@ recurrent and convolutional views of an LTI SSM), :mod:`~handssca.ssm.scan` (the
 and its backends), :mod:`~handssca.ssm.chunked_scan` (the fast pure-PyTorch backend),
 :mod:`~handssca.ssm.fused_scan` (compiled loops, forward and backward: the CPU default),
 :mod:`~handssca.ssm.cross_scan` (the four scan orders over a plane, in mamba-ssm's layout and in the
-grouped layout of :func:`~handssca.ssm.chunked_scan.selective_scan_grouped`).
+grouped layout of :func:`~handssca.ssm.chunked_scan.selective_scan_grouped`),
+:mod:`~handssca.ssm.triton_scan` (the four orders, scan and merge as one Triton kernel for CUDA,
+behind the flag ``HANDSSCA_TRITON_SCAN=1``; Triton imported on first use only).
 """
-from .scan import selective_scan, available_backends, resolve_backend, grouped_scan
+from .scan import (selective_scan, available_backends, resolve_backend, grouped_scan,
+                   cross_scan_kernel)
 from .chunked_scan import selective_scan_grouped
 from .fused_scan import selective_scan_grouped_fused, fused_available
 from .cross_scan import cross_scan, cross_merge, cross_scan_planes, cross_merge_planes, SCAN_ORDERS
@@ -34,6 +37,7 @@ from .discretise import (discretise, zoh, zoh_diagonal, first_order, ssm_kernel,
                          run_convolutional)
 
 __all__ = ["selective_scan", "available_backends", "resolve_backend", "grouped_scan",
+           "cross_scan_kernel",
            "selective_scan_grouped", "selective_scan_grouped_fused", "fused_available",
            "cross_scan", "cross_merge", "cross_scan_planes", "cross_merge_planes", "SCAN_ORDERS",
            "discretise", "zoh", "zoh_diagonal", "first_order", "ssm_kernel", "run_recurrent",

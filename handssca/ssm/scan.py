@@ -26,10 +26,21 @@ Backends:
 ``mamba``
     mamba-ssm's CUDA kernel; imported lazily, only when asked for or when the inputs are CUDA
     tensors and mamba-ssm is installed.
+
+Beside them, for the SSCA block's four scan orders of a plane (not a backend of
+:func:`selective_scan`: it takes the plane, not a sequence), the fused cross-scan kernel in
+Triton (:mod:`handssca.ssm.triton_scan`), returned by :func:`cross_scan_kernel`. Off by
+default until checked on a GPU; turned on with the environment flag
+
+``HANDSSCA_TRITON_SCAN=1``  the SSCA block's automatic scan choice uses the Triton kernel for
+                            CUDA tensors (Triton must be installed: the ``cuda`` extra); on the
+                            CPU only under Triton's interpreter (``TRITON_INTERPRET=1``, slow,
+                            for tests)
 """
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable, Dict, Optional
 
 import torch
@@ -39,6 +50,9 @@ from .chunked_scan import selective_scan_chunked, selective_scan_grouped
 from .fused_scan import fused_available, selective_scan_fused, selective_scan_grouped_fused
 
 Tensor = torch.Tensor
+
+#: the environment flag that turns the fused Triton cross-scan kernel on ("1")
+ENV_TRITON = "HANDSSCA_TRITON_SCAN"
 
 
 def _check_inputs(u, delta, A, B, C, D, z, delta_bias):
@@ -204,6 +218,33 @@ def grouped_scan(backend: Optional[str], device) -> Optional[Callable]:
     :func:`resolve_backend` gives for ``backend`` on ``device``, or None when that backend takes
     mamba-ssm's layout only (``reference``, ``mamba``)."""
     return _GROUPED.get(resolve_backend(backend, device))
+
+
+def cross_scan_kernel(backend: Optional[str], device) -> Optional[Callable]:
+    """The fused four-order cross-scan kernel
+    (:func:`~handssca.ssm.triton_scan.cross_scan_triton`: plane (batch, d, H, W), per-order
+    delta (batch, 4, d, H, W), A (4, d, N), B, C (batch, 4, N, H, W) -> merged (batch, d, H, W))
+    when it should replace cross-scan + :func:`selective_scan` + merge for tensors on
+    ``device``, else None.
+
+    It is used only when ``HANDSSCA_TRITON_SCAN=1``, ``backend`` is None (the automatic choice;
+    a backend named explicitly is kept) and the tensors are on CUDA, or on the CPU under
+    Triton's interpreter (``TRITON_INTERPRET=1``). With the flag set on CUDA and Triton missing,
+    a RuntimeError says what to install.
+    """
+    if os.environ.get(ENV_TRITON) != "1" or backend is not None:
+        return None
+    kind = torch.device(device).type
+    interpreted = kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+    if kind != "cuda" and not interpreted:
+        return None
+    from . import triton_scan  # deferred: it imports Triton on first use only
+
+    if not triton_scan.triton_available():
+        raise RuntimeError(
+            f"{ENV_TRITON}=1 asks for the Triton cross-scan kernel, but Triton is not installed: "
+            "pip install -e '.[cuda]' (or pip install triton), or unset the flag")
+    return triton_scan.cross_scan_triton
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
