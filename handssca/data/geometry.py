@@ -13,8 +13,9 @@ above
 (a crop of the whole image is the identity); a box is made square about its centre and not
 clipped to the image (what falls outside is black).
 
-Mirroring (HandOccNet; book/datasets_and_metrics.md, section DexYCB in HandOccNet and HandSSCA)
--------------------------------------
+Mirroring
+---------
+(HandOccNet; book/datasets_and_metrics.md, section DexYCB in HandOccNet and HandSSCA.)
 Left hands (DexYCB) are mirrored into right hands: image flipped (u -> W - 1 - u,
 :func:`mirror_uv`, :func:`mirror_box`), 3D x -> -x (:func:`mirror_points`), the y and z
 components of every axis-angle triplet of the pose negated (:func:`mirror_pose`), betas

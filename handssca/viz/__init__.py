@@ -1,6 +1,6 @@
 """Figures of the book: what the data, the network and its attention block look like.
 
-- :mod:`.model`      the scan orders, channel select on an image's features, the parameter
+- :mod:`handssca.viz.model` the scan orders, channel select on an image's features, the parameter
                      table, and the hand crops the model chapters trace (chapters 2 and 4)
 - :mod:`.data`       samples with their 2D skeleton and mesh, occlusion histograms (chapter 3)
 - :mod:`.mesh`       a hand mesh on its own, from a few viewpoints (chapter 4)

@@ -62,8 +62,8 @@ Decisions where the real format leaves room:
 - ``evaluation_xyz.json`` / ``evaluation_verts.json``: compact JSON lists, values rounded to
   8 decimals (10 nm); the evaluation pickles' wrist (``handJoints3D``, float32) is the same
   point to float32 precision.
-- ``seg/<FID>.png`` (the HO-3D toolkit's ``read_seg`` reads a ``segr`` folder in some releases; we
-write ``seg``):
+- ``seg/<FID>.png`` (the HO-3D toolkit's ``read_seg`` reads a ``segr`` folder in some
+  releases; we write ``seg``):
   640 x 480, 3 channels, read with OpenCV: channel 0 (blue) 255 on visible hand pixels, channel 1
   (green) 255 on visible object pixels, channel 2 = 0.
 - Depth behind the hand and object is a plane (a wall 0.8-1.6 m away, tilted), 0 where there is
