@@ -38,16 +38,12 @@ def load_step(xp, sx_h, sx_w, tp, st_h, st_w, bp, sb_h, sb_w, cp, sc_h, sc_w, i,
 
 
 @triton.jit
-def cross_scan_fwd(
-        x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, out_ptr,
-        n_ch, H, W,
-        sx_b, sx_c, sx_h, sx_w,                # x (batch, d, H, W)
-        st_b, st_k, st_c, st_h, st_w,          # delta (batch, 4, d, H, W)
-        sb_b, sb_k, sb_n, sb_h, sb_w,          # B (batch, 4, N, H, W)
-        sc_b, sc_k, sc_n, sc_h, sc_w,          # C (batch, 4, N, H, W)
-        so_b, so_c, so_h, so_w,                # out (batch, d, H, W), fp32, zeroed
-        N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK: tl.constexpr,
-        SOFTPLUS: tl.constexpr):
+def program_inputs(x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, n_ch,
+                   sx_b, sx_c, st_b, st_k, st_c, sb_b, sb_k, sb_n, sc_b, sc_k, sc_n,
+                   N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK: tl.constexpr):
+    """What forward and backward programs share: the program's plane b, order k, channels cs
+    (BLOCK,) and states ns (BLOCK_N,) with their masks; A (BLOCK, BLOCK_N), D and the delta
+    bias (BLOCK,) of order k; pointers at the program's x, delta, B and C."""
     b = tl.program_id(0)                   # plane
     k = tl.program_id(1)                   # scan order, SCAN_ORDERS[k]
     cs = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)  # channels (BLOCK,)
@@ -64,6 +60,23 @@ def cross_scan_fwd(
     tp = dt_ptr + b * st_b + k * st_k + cs * st_c
     bp = b_ptr + b * sb_b + k * sb_k + ns * sb_n
     cp = c_ptr + b * sc_b + k * sc_k + ns * sc_n
+    return b, k, cs, ns, mc, mn, A, Dk, bias, xp, tp, bp, cp
+
+
+@triton.jit
+def cross_scan_fwd(
+        x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, out_ptr,
+        n_ch, H, W,
+        sx_b, sx_c, sx_h, sx_w,                # x (batch, d, H, W)
+        st_b, st_k, st_c, st_h, st_w,          # delta (batch, 4, d, H, W)
+        sb_b, sb_k, sb_n, sb_h, sb_w,          # B (batch, 4, N, H, W)
+        sc_b, sc_k, sc_n, sc_h, sc_w,          # C (batch, 4, N, H, W)
+        so_b, so_c, so_h, so_w,                # out (batch, d, H, W), fp32, zeroed
+        N: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK: tl.constexpr,
+        SOFTPLUS: tl.constexpr):
+    b, k, cs, ns, mc, mn, A, Dk, bias, xp, tp, bp, cp = program_inputs(
+        x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, n_ch, sx_b, sx_c, st_b, st_k,
+        st_c, sb_b, sb_k, sb_n, sc_b, sc_k, sc_n, N, BLOCK_N, BLOCK)
     op = out_ptr + b * so_b + cs * so_c
     h = tl.zeros((BLOCK, BLOCK_N), tl.float32)  # h_0 = 0, (BLOCK, N)
     for t in range(0, H * W):
@@ -92,20 +105,9 @@ def cross_scan_bwd(
     # ddelta (batch, 4, d, H, W), dB, dC (batch, 4, N, H, W) (channel blocks add in),
     # dA (4, d, N), dD, dbias (4, d) (planes add in). Scratch of this program: ck, the
     # state before each chunk of CHUNK steps; wk, the states of one chunk.
-    b = tl.program_id(0)
-    k = tl.program_id(1)
-    cs = tl.program_id(2) * BLOCK + tl.arange(0, BLOCK)
-    ns = tl.arange(0, BLOCK_N)
-    mc = cs < n_ch
-    mn = ns < N
-    m2 = mc[:, None] & mn[None, :]
-    A = tl.load(a_ptr + (k * n_ch + cs)[:, None] * N + ns[None, :], mask=m2, other=0.0)
-    Dk = tl.load(d_ptr + k * n_ch + cs, mask=mc, other=0.0)
-    bias = tl.load(bias_ptr + k * n_ch + cs, mask=mc, other=0.0)
-    xp = x_ptr + b * sx_b + cs * sx_c
-    tp = dt_ptr + b * st_b + k * st_k + cs * st_c
-    bp = b_ptr + b * sb_b + k * sb_k + ns * sb_n
-    cp = c_ptr + b * sc_b + k * sc_k + ns * sc_n
+    b, k, cs, ns, mc, mn, A, Dk, bias, xp, tp, bp, cp = program_inputs(
+        x_ptr, dt_ptr, a_ptr, b_ptr, c_ptr, d_ptr, bias_ptr, n_ch, sx_b, sx_c, st_b, st_k,
+        st_c, sb_b, sb_k, sb_n, sc_b, sc_k, sc_n, N, BLOCK_N, BLOCK)
     L = H * W
     n_chunks = tl.cdiv(L, CHUNK)
     prog = (b * 4 + k) * tl.num_programs(2) + tl.program_id(2)
@@ -172,6 +174,7 @@ def cross_scan_bwd(
             dbias += ddt
             tl.store(ddt_ptr + ((b * 4 + k) * n_ch + cs) * L + pos, ddt, mask=mc)
         tl.debug_barrier()  # the next chunk overwrites wk
-    tl.atomic_add(da_ptr + (k * n_ch + cs)[:, None] * N + ns[None, :], dA, mask=m2)
+    tl.atomic_add(da_ptr + (k * n_ch + cs)[:, None] * N + ns[None, :], dA,
+                  mask=mc[:, None] & mn[None, :])
     tl.atomic_add(dd_ptr + k * n_ch + cs, dD, mask=mc)
     tl.atomic_add(dbias_ptr + k * n_ch + cs, dbias, mask=mc)
