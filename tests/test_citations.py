@@ -7,7 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "datasets_and_metrics.md"
 #: citations of notes that are not in the repository
-FORBIDDEN = re.compile(r"data spec|architecture notes|spec, section", re.IGNORECASE)
+FORBIDDEN = re.compile(r"data spec|architecture notes|spec, section|architecture spec|checkpoint spec",
+                       re.IGNORECASE)
 
 
 def _sources():

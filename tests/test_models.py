@@ -38,7 +38,7 @@ def hand_layer(hand_model):
 
 
 # ---------------------------------------------------------------------------------------------
-# parameter counts (architecture spec, "Parameter counts")
+# parameter counts (book/paper_vs_code.md, "The network"; `python -m handssca info`)
 # ---------------------------------------------------------------------------------------------
 
 def test_part_counts_match_the_authors_configuration():

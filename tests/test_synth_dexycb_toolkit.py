@@ -1,7 +1,8 @@
 """The DexYCB toolkit layout (``toolkit_layout=True``): what the official toolkit's
-``DexYCBDataset`` checks and reads when it is constructed, re-implemented here from the data
-spec (sections 3.1 and 3.2), holds on a synthetic folder; every frame it lists is a frame the
-generator writes; our loader reads the folder with the toolkit's sample indices.
+``DexYCBDataset`` checks and reads when it is constructed, re-implemented here from
+book/datasets_and_metrics.md (DexYCB) and the toolkit's ``dex_ycb_toolkit/dex_ycb.py``, holds
+on a synthetic folder; every frame it lists is a frame the generator writes; our loader reads
+the folder with the toolkit's sample indices.
 
 The whole folder is 8000 images (minutes to render): the fixture writes its static part (the
 calibration, every sequence's meta.yml, the models) and renders the first five sequences' frames

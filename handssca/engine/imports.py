@@ -32,7 +32,7 @@ from .factory import parameter_count
 from .profiles import check_dataset
 from .trainer import RUN_FILE, fingerprint, provenance
 
-#: the input size S each dataset's released weights were trained at (checkpoint spec, 3)
+#: the input size S each dataset's released weights were trained at (book/paper_vs_code.md, "The authors' released weights")
 DATASET_INPUT_SIZE = {"freihand": 224, "ho3d": 256, "dexycb": 256}
 #: the profile name an imported run records (its weights come from no profile of ours)
 IMPORT_PROFILE = "imported"

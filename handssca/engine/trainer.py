@@ -9,7 +9,7 @@ One run = one folder (``runs/<name>/``)::
     checkpoints/      last.json / best.json + safetensors + training state (see .checkpoint)
     tensorboard/      event files, when TensorBoard is installed
 
-The optimisation is the authors' (architecture spec, "Training"): Adam, a step schedule per epoch,
+The optimisation is the authors' (the paper, Section 4.1; book/paper_vs_code.md): Adam, a step schedule per epoch,
 the loss of Eq. 4 with its weights, batch and epochs from the profile. A_log, D and the dt bias
 (``no_weight_decay_names``) sit in a parameter group without weight decay.
 

@@ -9,7 +9,7 @@ Image I (B, 3, S, S) -> C2..C5 -> the single pooled pyramid map F (B, 256, S/8, 
   LeakyReLU (slope 0.01), as in the authors' code (torchvision uses ReLU).
 - :class:`ReducedFPN`: 1x1 conv on C5, lateral 1x1 convs on C4, C3, C2, top-down bilinear
   upsampling (align_corners False) plus add down to P2, one 3x3 conv on P2, 2x2 average pooling.
-  Only this one map is returned (architecture spec, "Backbone").
+  Only this one map is returned (the paper, Section 3.2; book/paper_vs_code.md, "The network").
 
 - :class:`LightBackbone`: a narrow ResNet (basic blocks) with the same pyramid, for the CPU
   profiles (not in the paper: a departure for speed, labelled in every result).
@@ -114,7 +114,8 @@ class ResNet50(nn.Module):
 
 
 class ReducedFPN(nn.Module):
-    """The pyramid reduced to its finest level, pooled once (architecture spec, "Backbone").
+    """The pyramid reduced to its finest level, pooled once (the paper, Section 3.2;
+    book/paper_vs_code.md, "The network").
 
     C2..C5 -> P5 = top(C5); P_k = up(P_{k+1}) + lateral_k(C_k) for k = 4, 3, 2;
     F = avgpool_2x2(smooth(P2)): (B, 256, S/8, S/8). 1,574,144 parameters.

@@ -9,7 +9,7 @@ one of our networks to a state dict in the authors' names (e.g. to run our weigh
 or to write a file in their format for tests).
 
 Key map (the authors' names after ``module.`` -> ours; the modules agree in function, the
-checkpoint spec, ``hands3c-checkpoint.md``)::
+key table ``tests/data/hands3c-checkpoint-keys.tsv``)::
 
   =============================================  ==============================================
   ``backbone.layer0.0`` / ``.layer0.1``           ``backbone.resnet.conv1`` / ``.bn1``
@@ -37,8 +37,8 @@ checkpoint spec, ``hands3c-checkpoint.md``)::
 
 Non-weights in the file, dropped on import: the soft-argmax grids ``regressor.hand_regHead.uu``
 and ``.vv`` (W x W) and the nine buffers of the authors' MANO layer
-``regressor.mano_regHead.mano_layer.th_*``. That is 11 keys: the checkpoint spec's prose says
-"10", but its own list and its key table (715 keys = 704 weights + 11) give 11; this module
+``regressor.mano_regHead.mano_layer.th_*``. That is 11 keys: the key table
+(``tests/data/hands3c-checkpoint-keys.tsv``: 715 keys = 704 weights + 11) gives 11; this module
 follows the table.
 
 The weights compute the authors' function only with the network's two conventions (the encoder
