@@ -7,7 +7,7 @@ copies of the input and of the four outputs go through memory. This kernel reads
 directly, each order's position by index arithmetic, and adds each order's output into the
 plane, so neither the copies nor the merge ever touch memory.
 
-Per order k, channel c, plane position p(k, t) of step t (L = H W steps):
+Per order k, channel c, plane position p(k, t) of step t (L = H W steps)::
 
     delta_t = softplus(delta[k, c, p] + delta_bias[k, c])            (softplus when asked)
     h_t     = exp(delta_t A[k, c]) * h_{t-1} + delta_t B[k, :, p] x[c, p]    (Eq. 2, B-bar Eq. 3)
@@ -22,7 +22,7 @@ computed position by position (Eq. 1's selective B, C and Delta), so the SSCA bl
 them on the plane without ever building the orders.
 
 Backward: a Triton kernel too, the adjoint recurrence run backwards per order and channel
-block (dy_t = dout[c, p(k, t)], the merge's gradient, read where the order visits):
+block (dy_t = dout[c, p(k, t)], the merge's gradient, read where the order visits)::
 
     g_t        = dy_t C_t + exp(delta_{t+1} A) g_{t+1}                   (adjoint of h_t, N)
     dC_t      += sum_c dy_t h_t            dB_t += sum_c g_t delta_t x_t
@@ -197,12 +197,15 @@ class CrossScanTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, delta, A, B, C, D, delta_bias, delta_softplus):
+        """The merged output (B, d, H, W) in fp32; saves the inputs for the backward."""
         ctx.save_for_backward(x, delta, A, B, C, D, delta_bias)
         ctx.delta_softplus = delta_softplus
         return _forward(x, delta, A, B, C, D, delta_bias, delta_softplus)
 
     @staticmethod
     def backward(ctx, gout):
+        """The gradients of x, delta, A, B, C, D and the delta bias from the output's (the
+        adjoint recurrence of the module docstring)."""
         grads = _backward(ctx.saved_tensors, gout, ctx.delta_softplus)
         return (*[g if need else None for g, need in zip(grads, ctx.needs_input_grad)], None)
 
