@@ -221,6 +221,22 @@ def build_dir() -> Path:
     return Path(env).resolve() if env else repo_root() / "_build"
 
 
+def shown_path(path) -> str:
+    """A path as a page prints it: relative to the repository (``runs/...``,
+    ``data/synth/...``), else ``<build>/...`` inside the build folder, else as given.
+
+    The book is built on one machine and read on another: an absolute path names a folder of
+    the machine that built it, which the reader does not have.
+    """
+    p = Path(path)
+    for base, prefix in ((repo_root(), ""), (build_dir(), "<build>/")):
+        try:
+            return prefix + str(p.resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            continue
+    return str(p)
+
+
 def results_dir() -> Path:
     """Result files of this build's chapters (JSON with provenance): ``<build>/results``."""
     return build_dir() / "results"

@@ -21,35 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..utils import build_dir, repo_root
+from ..utils import build_dir, repo_root, shown_path
+from ..viz.training import DATASET_NAMES
 from .profiles import Profile, check_dataset, training_config
 
 #: the book's column in characters: code and printed lines fit it
 COLUMN = 79
-#: the names the chapters print for each dataset
-DATASET_NAMES = {"freihand": "FreiHAND", "ho3d": "HO-3D", "dexycb": "DexYCB"}
 #: what :func:`handssca.data.find_dataset` looks for, for the error of a wrong ``data_root``
 DATASET_MARKERS = {"freihand": "training_K.json in it or in FreiHAND_pub_v2/",
                    "ho3d": "train.txt in it or in HO3D_v3/ or HO3D_v2/",
                    "dexycb": "calibration/ in it or in DexYCB/"}
 #: what one row of each dataset is, in the chapters' sentences
 ROW_NOUNS = {"freihand": "images", "ho3d": "frames", "dexycb": "frames"}
-
-
-def shown_path(path) -> str:
-    """A path as a page prints it: relative to the repository (``runs/...``,
-    ``data/synth/...``), else ``<build>/...`` inside the build folder, else as given.
-
-    The book is built on one machine and read on another: an absolute path names a folder of
-    the machine that built it, which the reader does not have.
-    """
-    p = Path(path)
-    for base, prefix in ((repo_root(), ""), (build_dir(), "<build>/")):
-        try:
-            return prefix + str(p.resolve().relative_to(Path(base).resolve()))
-        except ValueError:
-            continue
-    return str(p)
 
 
 def shown_text(text: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from handssca.errors import read_json
+from handssca.utils import shown_path
 from handssca.report.tables import CONSTANT_LABELS, CONSTANTS_NOTE, Table
 from handssca.report.verdict import constants_of
 
@@ -477,13 +478,8 @@ def data_notice(data: str, dataset: str, root=None):
     if data is None:
         raise ValueError("data_notice: data must be 'synthetic' or 'real', got None")
     name = DATASET_NAMES.get(dataset, dataset)
-    if root:
-        from handssca.utils import repo_root
-
-        try:  # the path as the reader's checkout would have it
-            root = Path(root).resolve().relative_to(repo_root())
-        except ValueError:
-            pass
+    if root:  # the path as the reader's checkout would have it
+        root = shown_path(root)
     where = f" (<code>{html.escape(str(root))}</code>)" if root else ""
     if data == "synthetic":
         kind, head = "important", "SYNTHETIC data"
